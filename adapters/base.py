@@ -1,0 +1,68 @@
+"""The contract every adapter meets.
+
+An adapter turns one tool's records into Observations and applies one kind of write: change
+who owns an item. It never touches the ledger. The core drives it:
+
+* ``pull(cursor)`` yields Pages in order. Each Page is applied with its cursor in one ledger
+  transaction, so a failure after page 3 keeps pages 1-3 and reads the rest next time.
+  Pages must come in an order that makes that safe (oldest change first).
+* ``read_owners(ref)`` and ``write_owner(...)`` are the write-back. The core decides what to
+  write from the current owners (a pure function in syncd.outbox); the adapter only does it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterator
+from typing import ClassVar, Generic, TypeVar
+
+from syncd.config import SourceConfig
+from syncd.http import HttpOptions
+from syncd.models import Cursor, Handoff, Page, RateBudget, State
+
+C = TypeVar("C", bound=SourceConfig)
+
+
+class Adapter(ABC, Generic[C]):
+    kind: ClassVar[str]  # identity namespace and config `type`, e.g. "github"
+    Config: ClassVar[type[SourceConfig]]
+    # Native state (lower-cased) -> canonical state, before config overrides.
+    default_states: ClassVar[dict[str, State]] = {}
+
+    def __init__(self, config: C, http: HttpOptions | None = None) -> None:
+        self.config = config
+        self.http = http or HttpOptions()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def map_state(self, native: str, fallback: State = "open") -> State:
+        key = native.lower()
+        return self.config.states.get(key) or self.default_states.get(key) or fallback
+
+    @abstractmethod
+    def pull(self, cursor: Cursor | None) -> Iterator[Page]:
+        """Yield what changed since `cursor` (everything when None), oldest first."""
+
+    @abstractmethod
+    def read_owners(self, ref: str) -> tuple[str, ...]:
+        """The item's owner handles as the tool has them now."""
+
+    @abstractmethod
+    def write_owner(
+        self, ref: str, add: str | None, remove: tuple[str, ...], handoff: Handoff
+    ) -> tuple[str, ...]:
+        """Add one owner handle and remove others; return the owners the tool now reports."""
+
+    def request_counts(self) -> Counter[str]:
+        """Requests (or round trips) made so far, by "METHOD status"; for status and benchmarks."""
+        return Counter()
+
+    def rate_budget(self) -> RateBudget | None:
+        """What the tool last said about its rate limit, if it says anything."""
+        return None
+
+    def close(self) -> None:
+        """Release connections."""

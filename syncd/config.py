@@ -1,0 +1,313 @@
+"""The configuration file: a TOML document validated by pydantic.
+
+Every problem is reported as one line naming the field path, e.g.
+`sources[1] (ops).token: set exactly one of env, file or credential`, so an admin can fix
+them all in one pass. Secrets are never read inline from the file: they come from an
+environment variable, a file, or a systemd credential, and are registered for redaction as
+soon as they are read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from syncd.durations import parse_duration
+from syncd.errors import ConfigError
+from syncd.models import State
+from syncd.redact import register_secret
+
+DEFAULT_CONFIG_PATH = "/etc/syncd/syncd.toml"
+DEFAULT_LEDGER = "/var/lib/syncd/ledger.db"
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_PERSON_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+def default_ledger_path() -> str:
+    # systemd sets STATE_DIRECTORY for StateDirectory=; honour it so the unit needs no path.
+    state_dir = os.environ.get("STATE_DIRECTORY")
+    if state_dir:
+        return str(Path(state_dir.split(":")[0]) / "ledger.db")
+    return DEFAULT_LEDGER
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(Strict):
+    """Where a secret lives. Exactly one of the three must be set."""
+
+    env: str | None = None
+    file: Path | None = None
+    credential: str | None = Field(
+        default=None, description="name of a systemd credential, read from $CREDENTIALS_DIRECTORY"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            raise ValueError(
+                'secrets are not read inline; use { env = "VAR" }, { file = "/path" } '
+                'or { credential = "name" }'
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if sum(x is not None for x in (self.env, self.file, self.credential)) != 1:
+            raise ValueError("set exactly one of env, file or credential")
+        return self
+
+    def describe(self) -> str:
+        if self.env:
+            return f"environment variable {self.env}"
+        if self.file:
+            return f"file {self.file}"
+        return f"systemd credential {self.credential}"
+
+    def resolve(self) -> SecretStr:
+        """Read the secret now. Raises ValueError with a message that never holds the value."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
+                raise ValueError(f"environment variable {self.env} is not set or empty")
+        else:
+            if self.file is not None:
+                path = self.file
+            else:
+                cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+                if not cred_dir:
+                    raise ValueError(
+                        f"credential {self.credential!r} needs $CREDENTIALS_DIRECTORY "
+                        "(set by systemd's LoadCredential=)"
+                    )
+                path = Path(cred_dir) / str(self.credential)
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+            if not value:
+                raise ValueError(f"secret file {path} is empty")
+        register_secret(value)
+        return SecretStr(value)
+
+
+class SourceConfig(Strict):
+    """Settings every source has. Each adapter extends this with its own fields."""
+
+    name: str
+    type: str
+    interval: Duration = timedelta(seconds=60)
+    enabled: bool = True
+    # Native state name (lower-cased) -> canonical state; overrides the adapter's defaults.
+    states: dict[str, State] = Field(default_factory=dict)
+    # Secrets resolved at load time; never serialised.
+    _secrets: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("use lower-case letters, digits, '-', '_' or '.' (at most 63)")
+        return v
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_floor(cls, v: timedelta) -> timedelta:
+        if v < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return v
+
+    @field_validator("states", mode="before")
+    @classmethod
+    def _lower_keys(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k).lower(): val for k, val in v.items()}
+        return v
+
+    def resolve_secrets(self) -> None:
+        for name, value in self:
+            if isinstance(value, SecretRef):
+                self._secrets[name] = value.resolve()
+
+    def secret(self, name: str) -> str:
+        return self._secrets[name].get_secret_value()
+
+
+class Person(Strict):
+    id: str
+    name: str | None = None
+    # Handles per tool type: github login, jira accountId or name, trello member id or
+    # username, email address. A list where a person has several.
+    handles: dict[str, str | list[str]] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v: str) -> str:
+        if not _PERSON_ID.match(v):
+            raise ValueError("use lower-case letters, digits, '-', '_' or '.' (no ':')")
+        return v
+
+    def handles_for(self, kind: str) -> list[str]:
+        value = self.handles.get(kind, [])
+        return [value] if isinstance(value, str) else list(value)
+
+
+class DaemonConfig(Strict):
+    # Random delay added to each poll so sources configured alike don't poll in lockstep.
+    jitter: Duration = timedelta(seconds=5)
+    # A job running longer than this is taken as hung (see the watchdog).
+    hang_after: Duration = timedelta(minutes=10)
+    # Write-backs that failed this many times are dead-lettered.
+    max_write_attempts: int = Field(default=8, ge=1, le=100)
+
+
+class Config(Strict):
+    ledger: Path = Field(default_factory=lambda: Path(default_ledger_path()))
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    sources: list[SourceConfig] = Field(default_factory=list)
+    people: list[Person] = Field(default_factory=list)
+    path: Path | None = Field(default=None, exclude=True)
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def _loc(loc: tuple[int | str, ...], doc: dict[str, Any]) -> str:
+    out = ""
+    node: Any = doc
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            try:
+                node = node[part]
+                if isinstance(node, dict) and "name" in node:
+                    out += f" ({node['name']})"
+            except (IndexError, KeyError, TypeError):
+                node = None
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def _problems(
+    exc: ValidationError, doc: dict[str, Any], prefix: tuple[int | str, ...] = ()
+) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{_loc(loc, doc)}: {msg}")
+    return lines
+
+
+def parse_config(doc: dict[str, Any], path: str = "<config>", *, resolve: bool = True) -> Config:
+    """Validate a parsed TOML document. Raises ConfigError listing every problem."""
+    from syncd.adapters import adapter_class  # late: adapters import config
+
+    problems: list[str] = []
+    raw_sources = doc.get("sources", [])
+    sources: list[SourceConfig] = []
+    if not isinstance(raw_sources, list):
+        problems.append("sources: must be an array of tables ([[sources]])")
+        raw_sources = []
+    for i, raw in enumerate(raw_sources):
+        if not isinstance(raw, dict):
+            problems.append(f"sources[{i}]: must be a table")
+            continue
+        kind = raw.get("type")
+        try:
+            cls = adapter_class(str(kind)) if kind is not None else None
+        except KeyError as exc:
+            problems.append(f"{_loc(('sources', i, 'type'), doc)}: {exc.args[0]}")
+            continue
+        if cls is None:
+            problems.append(f"{_loc(('sources', i, 'type'), doc)}: field required")
+            continue
+        try:
+            source = cls.Config.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(_problems(exc, doc, ("sources", i)))
+            continue
+        if resolve:
+            try:
+                source.resolve_secrets()
+            except ValueError as exc:
+                problems.append(f"{_loc(('sources', i), doc)}: {exc}")
+        sources.append(source)
+    rest = {k: v for k, v in doc.items() if k != "sources"}
+    try:
+        config = Config.model_validate({**rest, "path": path})
+    except ValidationError as exc:
+        problems.extend(_problems(exc, doc))
+        config = None
+    seen: set[str] = set()
+    for i, s in enumerate(sources):
+        if s.name in seen:
+            problems.append(
+                f"{_loc(('sources', i, 'name'), doc)}: duplicate source name {s.name!r}"
+            )
+        seen.add(s.name)
+    if config is not None:
+        ids: set[str] = set()
+        owners: dict[tuple[str, str], str] = {}
+        for i, p in enumerate(config.people):
+            if p.id in ids:
+                problems.append(f"people[{i}].id: duplicate person {p.id!r}")
+            ids.add(p.id)
+            for kind in p.handles:
+                for h in p.handles_for(kind):
+                    other = owners.get((kind, h.lower()))
+                    if other and other != p.id:
+                        problems.append(
+                            f"people[{i}].handles.{kind}: {h!r} is already {other!r}'s handle"
+                        )
+                    owners[(kind, h.lower())] = p.id
+    if problems or config is None:
+        raise ConfigError(path, problems)
+    return config.model_copy(update={"sources": sources})
+
+
+def load_config(path: str | Path, *, resolve: bool = True) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(str(p), ["file not found (set --config or $SYNCD_CONFIG)"]) from None
+    except OSError as exc:
+        raise ConfigError(str(p), [f"cannot read: {exc.strerror}"]) from None
+    try:
+        doc = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(str(p), ["not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(p), [f"not valid TOML: {exc}"]) from None
+    config = parse_config(doc, str(p), resolve=resolve)
+    # A relative ledger path is taken relative to the config file, not the working directory.
+    if "ledger" in doc and not config.ledger.is_absolute():
+        config = config.model_copy(update={"ledger": p.parent / config.ledger})
+    return config

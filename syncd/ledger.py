@@ -1,0 +1,734 @@
+"""The ledger: one SQLite file (WAL) holding requests, links, people, events and the outbox.
+
+The schema is plain SQL so that `sqlite3`, `sqlite-utils` and Datasette can read it without
+syncd (see README "The ledger"). Migrations are named and recorded in `migrations`.
+Timestamps are ISO 8601 UTC strings, which sort correctly as text.
+
+One Ledger object is the daemon's single writer; its lock serialises the scheduler's
+threads. Other processes (the operator CLI) open their own connection: WAL lets them read
+while the daemon writes, and busy_timeout queues their rare writes behind the daemon's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from syncd.config import Person
+from syncd.errors import LedgerBusy, LedgerError, NotFound
+from syncd.models import Cursor, Observation, Page, Quarantined
+from syncd.people import Directory
+from syncd.reconcile import (
+    FIELDS,
+    LinkState,
+    Plan,
+    RequestState,
+    choose_request,
+    owed_writes,
+    plan_observation,
+)
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,             -- "REQ-<id>", the id operators use
+            title TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT 'open',   -- open|in_progress|blocked|done|cancelled
+            owner TEXT,                           -- person id, or "kind:handle" when unmapped
+            owner_at TEXT,                        -- source-side time of the owner's last change
+            state_at TEXT,
+            title_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX requests_owner ON requests(owner);
+        CREATE INDEX requests_state ON requests(state);
+        CREATE TABLE links (
+            id INTEGER PRIMARY KEY,
+            request_id INTEGER NOT NULL REFERENCES requests(id),
+            source TEXT NOT NULL,                 -- configured source name
+            kind TEXT NOT NULL,                   -- github|jira|trello|email
+            ref TEXT NOT NULL,                    -- the item's id within its source
+            url TEXT NOT NULL DEFAULT '',
+            snap_owner TEXT,                      -- last values synced with this source
+            snap_state TEXT,
+            snap_title TEXT,
+            source_updated_at TEXT,
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            UNIQUE (source, ref)
+        );
+        CREATE INDEX links_request ON links(request_id);
+        CREATE TABLE link_keys (                  -- keys naming an item, and keys it mentions
+            link_id INTEGER NOT NULL REFERENCES links(id),
+            key TEXT NOT NULL,                    -- "github:acme/api#12", "jira:OPS-7", "req:42"
+            role TEXT NOT NULL,                   -- self|mention
+            PRIMARY KEY (link_id, key, role)
+        );
+        CREATE INDEX link_keys_key ON link_keys(key, role);
+        CREATE TABLE people (
+            id TEXT PRIMARY KEY,
+            name TEXT
+        );
+        CREATE TABLE identities (
+            kind TEXT NOT NULL,
+            handle TEXT NOT NULL,
+            person_id TEXT REFERENCES people(id), -- NULL: nobody in config claims this handle
+            first_seen_at TEXT,
+            last_seen_at TEXT,
+            PRIMARY KEY (kind, handle)
+        );
+        CREATE TABLE events (                     -- append-only
+            id INTEGER PRIMARY KEY,
+            request_id INTEGER REFERENCES requests(id),
+            at TEXT NOT NULL,                     -- when syncd recorded it
+            source_at TEXT,                       -- when it happened at the source
+            kind TEXT NOT NULL,                   -- created|linked|owner_changed|state_changed|conflict|writeback
+            field TEXT,
+            source TEXT,                          -- source name, or "operator"
+            actor TEXT,
+            from_value TEXT,
+            to_value TEXT,
+            note TEXT,
+            detail TEXT
+        );
+        CREATE INDEX events_request ON events(request_id, id);
+        CREATE INDEX events_at ON events(at);
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            link_id INTEGER NOT NULL REFERENCES links(id),
+            request_id INTEGER NOT NULL REFERENCES requests(id),
+            field TEXT NOT NULL,                  -- "owner"
+            value TEXT,                           -- canonical value to write (NULL: unassign)
+            origin TEXT,                          -- where the change came from
+            actor TEXT,
+            note TEXT,
+            status TEXT NOT NULL,                 -- pending|done|dead|skipped|superseded
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX outbox_one_pending ON outbox(link_id, field) WHERE status = 'pending';
+        CREATE INDEX outbox_status ON outbox(status, next_attempt_at);
+        CREATE TABLE cursors (
+            source TEXT PRIMARY KEY,
+            value TEXT NOT NULL,                  -- adapter-owned JSON
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE source_status (
+            source TEXT PRIMARY KEY,
+            kind TEXT,
+            last_poll_at TEXT,
+            last_success_at TEXT,
+            last_error TEXT,
+            last_error_at TEXT,
+            retry_at TEXT,
+            last_requests INTEGER,
+            items_seen INTEGER NOT NULL DEFAULT 0,
+            rate_remaining INTEGER,
+            rate_limit INTEGER,
+            rate_reset_at TEXT
+        );
+        CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            ref TEXT,
+            reason TEXT NOT NULL,
+            payload TEXT,
+            at TEXT NOT NULL
+        );
+        """,
+    ),
+]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def request_key(request_id: int) -> str:
+    return f"REQ-{request_id}"
+
+
+def parse_request_key(text: str) -> int:
+    t = text.strip().upper().removeprefix("REQ-")
+    if not t.isdigit():
+        raise NotFound(f"{text!r} is not a request id (expected e.g. REQ-42)")
+    return int(t)
+
+
+@dataclass
+class ApplyStats:
+    observations: int = 0
+    created: int = 0
+    changed: int = 0
+    conflicts: int = 0
+    quarantined: int = 0
+
+
+class Ledger:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self._lockfile: int | None = None
+        if readonly and not self.path.exists():
+            raise LedgerError(
+                f"no ledger at {self.path} (has `syncd run` or `syncd sync` run yet?)"
+            )
+        if not readonly:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LedgerError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+        try:
+            uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+            conn = sqlite3.connect(
+                uri, uri=readonly, check_same_thread=False, isolation_level=None, timeout=30
+            )
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if not readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from None
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        if not readonly:
+            self.migrate()
+        elif not self._applied_migrations():
+            raise LedgerError(f"{self.path} is not a syncd ledger")
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+            if self._lockfile is not None:
+                os.close(self._lockfile)
+                self._lockfile = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def acquire_daemon_lock(self) -> None:
+        """Make this process the ledger's only daemon. A second `syncd run` fails here."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise LedgerBusy(
+                f"another syncd daemon (pid {holder}) is already running on {self.path}; "
+                "stop it first, or give this one a different ledger"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lockfile = fd
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. BEGIN IMMEDIATE takes the write lock up front, so a
+        concurrent CLI write waits instead of failing half-way."""
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    def _applied_migrations(self) -> set[str]:
+        if not self.db["migrations"].exists():
+            return set()
+        return {r["name"] for r in self.db["migrations"].rows}
+
+    def migrate(self) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            done = {r[0] for r in c.execute("SELECT name FROM migrations")}
+            for name, sql in MIGRATIONS:
+                if name in done:
+                    continue
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute("INSERT INTO migrations VALUES (?, ?)", (name, iso(now_utc())))
+
+    # -- people ------------------------------------------------------------------------
+
+    def sync_people(self, people: Iterable[Person]) -> None:
+        """Make the people table match config, and map identities seen before."""
+        with self.transaction() as c:
+            c.execute("UPDATE identities SET person_id = NULL")
+            c.execute("DELETE FROM people")
+            for p in people:
+                c.execute("INSERT INTO people (id, name) VALUES (?, ?)", (p.id, p.name))
+                for kind in p.handles:
+                    for h in p.handles_for(kind):
+                        c.execute(
+                            "INSERT INTO identities (kind, handle, person_id) VALUES (?, ?, ?) "
+                            "ON CONFLICT (kind, handle) DO UPDATE SET person_id = excluded.person_id",
+                            (kind, h, p.id),
+                        )
+
+    # -- applying observations ---------------------------------------------------------
+
+    def apply_page(
+        self, source: str, kind: str, page: Page, directory: Directory, now: datetime | None = None
+    ) -> ApplyStats:
+        """Apply one page and store its cursor, in one transaction."""
+        now = now or now_utc()
+        stats = ApplyStats()
+        with self.transaction() as c:
+            for obs in page.observations:
+                plan = self._apply_observation(c, obs, kind, directory, now)
+                stats.observations += 1
+                stats.created += plan.request_id is None
+                stats.changed += bool(plan.canonical) and plan.request_id is not None
+                stats.conflicts += sum(e.kind == "conflict" for e in plan.events)
+            for q in page.quarantined:
+                self._quarantine(c, q, now)
+                stats.quarantined += 1
+            if page.cursor is not None:
+                c.execute(
+                    "INSERT INTO cursors (source, value, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (source) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    (source, json.dumps(page.cursor), iso(now)),
+                )
+            c.execute(
+                "INSERT INTO source_status (source, kind, items_seen) VALUES (?, ?, ?) "
+                "ON CONFLICT (source) DO UPDATE SET items_seen = items_seen + excluded.items_seen",
+                (source, kind, stats.observations),
+            )
+        return stats
+
+    def _quarantine(self, c: sqlite3.Connection, q: Quarantined, now: datetime) -> None:
+        c.execute(
+            "INSERT INTO quarantine (source, ref, reason, payload, at) VALUES (?, ?, ?, ?, ?)",
+            (q.source, q.ref, q.reason, q.payload[:4000], iso(now)),
+        )
+
+    def _link_state(self, row: sqlite3.Row | tuple[Any, ...]) -> LinkState:
+        lid, rid, source, kind, ref, so, ss, st = row
+        return LinkState(lid, rid, source, kind, ref, {"owner": so, "state": ss, "title": st})
+
+    _LINK_COLS = "id, request_id, source, kind, ref, snap_owner, snap_state, snap_title"
+
+    def _request_state(self, c: sqlite3.Connection, request_id: int) -> RequestState:
+        row = c.execute(
+            "SELECT id, key, owner, state, title, owner_at, state_at, title_at FROM requests WHERE id = ?",
+            (request_id,),
+        ).fetchone()
+        rid, key, owner, state, title, oa, sa, ta = row
+        return RequestState(
+            rid,
+            key,
+            {"owner": owner, "state": state, "title": title},
+            {"owner": parse_iso(oa), "state": parse_iso(sa), "title": parse_iso(ta)},
+        )
+
+    def _match(self, c: sqlite3.Connection, obs: Observation) -> int | None:
+        """The request an unlinked item belongs to, through cross-references either way."""
+        candidates: list[int] = []
+        for key in obs.mentions:
+            if key.startswith("req:"):
+                rid = int(key[4:]) if key[4:].isdigit() else -1
+                if c.execute("SELECT 1 FROM requests WHERE id = ?", (rid,)).fetchone():
+                    candidates.append(rid)
+                continue
+            candidates += [
+                r[0]
+                for r in c.execute(
+                    "SELECT l.request_id FROM link_keys k JOIN links l ON l.id = k.link_id "
+                    "WHERE k.key = ? AND k.role = 'self'",
+                    (key,),
+                )
+            ]
+        for key in obs.keys:
+            candidates += [
+                r[0]
+                for r in c.execute(
+                    "SELECT l.request_id FROM link_keys k JOIN links l ON l.id = k.link_id "
+                    "WHERE k.key = ? AND k.role = 'mention'",
+                    (key,),
+                )
+            ]
+        return choose_request(candidates)
+
+    def _apply_observation(
+        self, c: sqlite3.Connection, obs: Observation, kind: str, d: Directory, now: datetime
+    ) -> Plan:
+        row = c.execute(
+            f"SELECT {self._LINK_COLS} FROM links WHERE source = ? AND ref = ?",
+            (obs.source, obs.ref),
+        ).fetchone()
+        link = self._link_state(row) if row else None
+        request_id = link.request_id if link else self._match(c, obs)
+        request = self._request_state(c, request_id) if request_id is not None else None
+        plan = plan_observation(obs, kind, link, request, d)
+        ts = iso(now)
+        if plan.request_id is None:
+            cur = c.execute(
+                "INSERT INTO requests (key, title, state, owner, owner_at, state_at, title_at, created_at, updated_at) "
+                "VALUES ('', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    plan.canonical["title"] or "",
+                    plan.canonical["state"],
+                    plan.canonical["owner"],
+                    iso(plan.canonical_times["owner"]),
+                    iso(plan.canonical_times["state"]),
+                    iso(plan.canonical_times["title"]),
+                    ts,
+                    ts,
+                ),
+            )
+            rid = int(cur.lastrowid or 0)
+            c.execute("UPDATE requests SET key = ? WHERE id = ?", (request_key(rid), rid))
+        else:
+            rid = plan.request_id
+            if plan.canonical:
+                sets = ", ".join(f"{f} = ?, {f}_at = ?" for f in plan.canonical)
+                args: list[Any] = []
+                for f, v in plan.canonical.items():
+                    args += [v if f != "title" else (v or ""), iso(plan.canonical_times[f])]
+                c.execute(
+                    f"UPDATE requests SET {sets}, updated_at = ? WHERE id = ?", (*args, ts, rid)
+                )
+        snap = plan.snapshot
+        if link is None:
+            cur = c.execute(
+                "INSERT INTO links (request_id, source, kind, ref, url, snap_owner, snap_state, snap_title, "
+                "source_updated_at, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rid,
+                    obs.source,
+                    kind,
+                    obs.ref,
+                    obs.url,
+                    snap["owner"],
+                    snap["state"],
+                    snap["title"],
+                    iso(obs.updated_at),
+                    ts,
+                    ts,
+                ),
+            )
+            link_id = int(cur.lastrowid or 0)
+        else:
+            link_id = link.id
+            c.execute(
+                "UPDATE links SET url = ?, snap_owner = ?, snap_state = ?, snap_title = ?, "
+                "source_updated_at = ?, last_seen_at = ? WHERE id = ?",
+                (
+                    obs.url,
+                    snap["owner"],
+                    snap["state"],
+                    snap["title"],
+                    iso(obs.updated_at),
+                    ts,
+                    link_id,
+                ),
+            )
+        c.execute("DELETE FROM link_keys WHERE link_id = ?", (link_id,))
+        c.executemany(
+            "INSERT OR IGNORE INTO link_keys (link_id, key, role) VALUES (?, ?, ?)",
+            [(link_id, k, "self") for k in obs.keys]
+            + [(link_id, k, "mention") for k in obs.mentions],
+        )
+        for handle in obs.owners:
+            c.execute(
+                "INSERT INTO identities (kind, handle, person_id, first_seen_at, last_seen_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, handle) DO UPDATE SET last_seen_at = excluded.last_seen_at, "
+                "first_seen_at = coalesce(identities.first_seen_at, excluded.first_seen_at)",
+                (
+                    kind,
+                    handle,
+                    d.owner_for(kind, handle) if d.is_mapped(kind, handle) else None,
+                    ts,
+                    ts,
+                ),
+            )
+        for e in plan.events:
+            c.execute(
+                "INSERT INTO events (request_id, at, source_at, kind, field, source, from_value, to_value, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rid,
+                    ts,
+                    iso(e.source_at),
+                    e.kind,
+                    e.field,
+                    obs.source,
+                    e.from_value,
+                    e.to_value,
+                    e.detail,
+                ),
+            )
+        if (
+            plan.new_link
+            or "owner" in plan.canonical
+            or link is None
+            or snap["owner"] != link.snapshot.get("owner")
+        ):
+            self._queue_owner_writes(c, rid, origin=obs.source, actor=None, note=None, now=now)
+        return plan
+
+    # -- outbox ------------------------------------------------------------------------
+
+    def _queue_owner_writes(
+        self,
+        c: sqlite3.Connection,
+        request_id: int,
+        *,
+        origin: str,
+        actor: str | None,
+        note: str | None,
+        now: datetime,
+    ) -> None:
+        """Make the outbox owe exactly the writes that bring every link to the canonical
+        owner: one pending row per link that differs, none for links that agree."""
+        owner = c.execute("SELECT owner FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
+        links = [
+            self._link_state(r)
+            for r in c.execute(
+                f"SELECT {self._LINK_COLS} FROM links WHERE request_id = ?", (request_id,)
+            )
+        ]
+        owed, settled = owed_writes(owner, links)
+        ts = iso(now)
+        for link_id in settled:
+            c.execute(
+                "UPDATE outbox SET status = 'superseded', updated_at = ?, last_error = NULL "
+                "WHERE link_id = ? AND field = 'owner' AND status = 'pending'",
+                (ts, link_id),
+            )
+        for w in owed:
+            existing = c.execute(
+                "SELECT id, value FROM outbox WHERE link_id = ? AND field = 'owner' AND status = 'pending'",
+                (w.link_id,),
+            ).fetchone()
+            if existing and existing[1] == w.value:
+                continue
+            if existing:
+                c.execute(
+                    "UPDATE outbox SET status = 'superseded', updated_at = ? WHERE id = ?",
+                    (ts, existing[0]),
+                )
+            c.execute(
+                "INSERT INTO outbox (link_id, request_id, field, value, origin, actor, note, status, attempts, "
+                "next_attempt_at, created_at, updated_at) VALUES (?, ?, 'owner', ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+                (w.link_id, request_id, w.value, origin, actor, note, ts, ts, ts),
+            )
+
+    def assign(
+        self,
+        key: str,
+        owner: str | None,
+        *,
+        actor: str | None,
+        note: str | None,
+        now: datetime | None = None,
+    ) -> None:
+        """An operator handoff: the canonical owner changes now, and every link is owed it."""
+        now = now or now_utc()
+        rid = parse_request_key(key)
+        with self.transaction() as c:
+            row = c.execute("SELECT owner FROM requests WHERE id = ?", (rid,)).fetchone()
+            if row is None:
+                raise NotFound(f"no request {request_key(rid)}")
+            if (
+                owner is not None
+                and ":" not in owner
+                and not c.execute("SELECT 1 FROM people WHERE id = ?", (owner,)).fetchone()
+            ):
+                raise NotFound(f"no person {owner!r} (see `syncd people`)")
+            c.execute(
+                "UPDATE requests SET owner = ?, owner_at = ?, updated_at = ? WHERE id = ?",
+                (owner, iso(now), iso(now), rid),
+            )
+            c.execute(
+                "INSERT INTO events (request_id, at, source_at, kind, field, source, actor, from_value, to_value, note) "
+                "VALUES (?, ?, ?, 'owner_changed', 'owner', 'operator', ?, ?, ?, ?)",
+                (rid, iso(now), iso(now), actor, row[0], owner, note),
+            )
+            self._queue_owner_writes(c, rid, origin="operator", actor=actor, note=note, now=now)
+
+    def due_writes(
+        self, source: str, now: datetime | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        now = now or now_utc()
+        rows = self.conn.execute(
+            "SELECT o.id, o.link_id, o.request_id, o.value, o.origin, o.actor, o.note, o.attempts, "
+            "l.ref, l.kind, l.snap_owner, r.key, r.title, "
+            "(SELECT from_value FROM events e WHERE e.request_id = o.request_id AND e.kind = 'owner_changed' "
+            " ORDER BY e.id DESC LIMIT 1) "
+            "FROM outbox o JOIN links l ON l.id = o.link_id JOIN requests r ON r.id = o.request_id "
+            "WHERE l.source = ? AND o.status = 'pending' AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?) "
+            "ORDER BY o.id LIMIT ?",
+            (source, iso(now), limit),
+        ).fetchall()
+        cols = [
+            "id",
+            "link_id",
+            "request_id",
+            "value",
+            "origin",
+            "actor",
+            "note",
+            "attempts",
+            "ref",
+            "kind",
+            "snap_owner",
+            "key",
+            "title",
+            "previous_owner",
+        ]
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def finish_write(
+        self,
+        outbox_id: int,
+        status: str,
+        *,
+        snapshot_owner: str | None = None,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Close one outbox row. On 'done' the link's snapshot takes the written value, which
+        is what keeps the next poll from reading syncd's own write as a new change."""
+        ts = iso(now or now_utc())
+        with self.transaction() as c:
+            row = c.execute(
+                "SELECT link_id, value, request_id FROM outbox WHERE id = ?", (outbox_id,)
+            ).fetchone()
+            if row is None:
+                return
+            link_id, value, rid = row
+            c.execute(
+                "UPDATE outbox SET status = ?, last_error = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
+                (status, error, ts, outbox_id),
+            )
+            if status == "done":
+                c.execute("UPDATE links SET snap_owner = ? WHERE id = ?", (value, link_id))
+            if status in ("dead", "skipped"):
+                c.execute(
+                    "INSERT INTO events (request_id, at, kind, field, source, to_value, detail) "
+                    "SELECT ?, ?, 'writeback', 'owner', l.source, ?, ? FROM links l WHERE l.id = ?",
+                    (rid, ts, value, f"{status}: {error}", link_id),
+                )
+
+    def retry_write(
+        self, outbox_id: int, error: str, next_at: datetime, *, count_attempt: bool = True
+    ) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE outbox SET attempts = attempts + ?, last_error = ?, next_attempt_at = ?, updated_at = ? "
+                "WHERE id = ? AND status = 'pending'",
+                (1 if count_attempt else 0, error, iso(next_at), iso(now_utc()), outbox_id),
+            )
+
+    # -- cursors and source status -----------------------------------------------------
+
+    def cursor(self, source: str) -> Cursor | None:
+        row = self.conn.execute("SELECT value FROM cursors WHERE source = ?", (source,)).fetchone()
+        value: Cursor | None = json.loads(row[0]) if row else None
+        return value
+
+    def record_poll(
+        self,
+        source: str,
+        kind: str,
+        *,
+        ok: bool,
+        error: str | None = None,
+        requests: int | None = None,
+        retry_at: datetime | None = None,
+        rate: tuple[int | None, int | None, datetime | None] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        ts = iso(now or now_utc())
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO source_status (source, kind) VALUES (?, ?)", (source, kind)
+            )
+            c.execute(
+                "UPDATE source_status SET kind = ?, last_poll_at = ?, last_requests = ?, retry_at = ? "
+                "WHERE source = ?",
+                (kind, ts, requests, iso(retry_at), source),
+            )
+            if ok:
+                c.execute(
+                    "UPDATE source_status SET last_success_at = ?, last_error = NULL WHERE source = ?",
+                    (ts, source),
+                )
+            else:
+                c.execute(
+                    "UPDATE source_status SET last_error = ?, last_error_at = ? WHERE source = ?",
+                    (error, ts, source),
+                )
+            if rate is not None:
+                remaining, limit, reset = rate
+                c.execute(
+                    "UPDATE source_status SET rate_remaining = ?, rate_limit = ?, rate_reset_at = ? "
+                    "WHERE source = ?",
+                    (remaining, limit, iso(reset), source),
+                )
+
+    # -- reads for the CLI ------------------------------------------------------------
+
+    def rows(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, tuple(args))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            t: self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("requests", "links", "events", "outbox", "quarantine")
+        }
+
+
+def stale_cutoff(duration: timedelta, now: datetime | None = None) -> str:
+    return iso((now or now_utc()) - duration) or ""
+
+
+__all__ = ["FIELDS", "ApplyStats", "Ledger", "iso", "now_utc", "parse_iso", "request_key"]

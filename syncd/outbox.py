@@ -1,0 +1,164 @@
+"""Draining the outbox: the write-backs owed to one source.
+
+Each pending row says "this link should have this canonical owner". Before writing, the
+current owners are read back (the write is idempotent: a value already there is not written
+again), and if someone changed the owner in the tool since syncd last looked, the row is
+superseded rather than overwriting a human's newer change; the next poll reconciles it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from syncd.adapters.base import Adapter
+from syncd.errors import FatalError, RateLimited, RetriableError, SourceError
+from syncd.ledger import Ledger, now_utc
+from syncd.models import Handoff
+from syncd.people import Directory, pick_owner
+
+log = structlog.get_logger("syncd.outbox")
+
+
+@dataclass(frozen=True)
+class WriteAction:
+    kind: str  # "already" | "write" | "superseded" | "skip"
+    add: str | None = None
+    remove: tuple[str, ...] = ()
+    reason: str = ""
+
+
+def plan_write(
+    current: tuple[str, ...],
+    snapshot_owner: str | None,
+    target: str | None,
+    kind: str,
+    d: Directory,
+) -> WriteAction:
+    """Decide the write that brings a tool's owners from `current` to `target`. Pure."""
+    current_owner = pick_owner(current, snapshot_owner, kind, d)
+    if current_owner == target:
+        return WriteAction("already")
+    if current_owner != snapshot_owner:
+        return WriteAction(
+            "superseded",
+            reason=f"the owner was changed in the tool to {current_owner!r} since the last poll",
+        )
+    add = None
+    if target is not None:
+        add = d.handle_for(target, kind)
+        if add is None:
+            return WriteAction(
+                "skip",
+                reason=f"{target} has no {kind} handle; add one under [[people]] to write it back",
+            )
+    remove = tuple(
+        h for h in current if current_owner is not None and d.owner_for(kind, h) == current_owner
+    )
+    return WriteAction("write", add=add, remove=remove)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before retrying a failed write: 30 s, 1 min, 2 min ... capped at one hour."""
+    return timedelta(seconds=min(3600, 30 * 2 ** max(0, attempts - 1)))
+
+
+@dataclass
+class DrainStats:
+    written: int = 0
+    already: int = 0
+    superseded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    dead: int = 0
+
+
+def drain(
+    ledger: Ledger,
+    adapter: Adapter[Any],
+    directory: Directory,
+    *,
+    max_attempts: int = 8,
+    now: datetime | None = None,
+) -> DrainStats:
+    stats = DrainStats()
+    for row in ledger.due_writes(adapter.name, now):
+        target: str | None = row["value"]
+        try:
+            current = adapter.read_owners(row["ref"])
+            action = plan_write(current, row["snap_owner"], target, adapter.kind, directory)
+            if action.kind == "write":
+                handoff = Handoff(
+                    request_key=row["key"],
+                    title=row["title"],
+                    to_owner=target,
+                    to_name=directory.display(target),
+                    from_owner=row["previous_owner"],
+                    from_name=directory.display(row["previous_owner"]),
+                    origin=row["origin"] or "syncd",
+                    actor=row["actor"],
+                    note=row["note"],
+                )
+                after = adapter.write_owner(row["ref"], action.add, action.remove, handoff)
+                if pick_owner(after, target, adapter.kind, directory) != target:
+                    raise FatalError(
+                        adapter.name,
+                        f"{row['ref']} still shows owners {list(after)} after the write",
+                    )
+                ledger.finish_write(row["id"], "done")
+                stats.written += 1
+                log.info(
+                    "owner written",
+                    source=adapter.name,
+                    ref=row["ref"],
+                    request=row["key"],
+                    owner=target,
+                )
+            elif action.kind == "already":
+                ledger.finish_write(row["id"], "done")
+                stats.already += 1
+            elif action.kind == "superseded":
+                ledger.finish_write(row["id"], "superseded", error=action.reason)
+                stats.superseded += 1
+            else:
+                ledger.finish_write(row["id"], "skipped", error=action.reason)
+                stats.skipped += 1
+                log.warning(
+                    "write-back skipped",
+                    source=adapter.name,
+                    request=row["key"],
+                    reason=action.reason,
+                )
+        except RateLimited as exc:
+            # Not the write's fault: wait as asked, don't count an attempt, and stop here,
+            # since every other write to this source would be refused too.
+            ledger.retry_write(row["id"], str(exc), exc.retry_at, count_attempt=False)
+            stats.failed += 1
+            break
+        except RetriableError as exc:
+            attempts = row["attempts"] + 1
+            if attempts >= max_attempts:
+                ledger.finish_write(
+                    row["id"], "dead", error=f"gave up after {attempts} attempts: {exc}"
+                )
+                stats.dead += 1
+            else:
+                ledger.retry_write(row["id"], str(exc), (now or now_utc()) + backoff(attempts))
+                stats.failed += 1
+            log.warning(
+                "write-back failed",
+                source=adapter.name,
+                request=row["key"],
+                error=str(exc),
+                attempt=attempts,
+            )
+        except (FatalError, SourceError) as exc:
+            ledger.finish_write(row["id"], "dead", error=str(exc))
+            stats.dead += 1
+            log.error(
+                "write-back dead-lettered", source=adapter.name, request=row["key"], error=str(exc)
+            )
+    return stats

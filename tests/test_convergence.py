@@ -1,0 +1,178 @@
+"""Random interleavings of owner changes, polls, failing writes, crashes and restarts must
+converge: one request per linked group, the same owner everywhere, and that owner is the one
+set by the latest change anybody made (no lost handoff)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from syncd.config import Config, Person
+from syncd.cycle import Engine
+from syncd.ledger import Ledger
+from syncd.models import Handoff
+from syncd.people import Directory, pick_owner
+from tests.memtool import Clock, MemAdapter, Tool, install
+
+PEOPLE = [
+    Person(id=p, handles={"gh": f"{p}-gh", "jr": f"acc-{p}"}) for p in ("alice", "bob", "carol")
+]
+DIRECTORY = Directory.build(PEOPLE)
+SOURCES = {"gh1": ("gh", "acme/api#1"), "gh2": ("gh", "acme/web#2"), "jr": ("jr", "OPS-1")}
+OWNERS = st.sampled_from(["alice", "bob", "carol", None])
+
+
+class Crash(BaseException):
+    """The process dying: nothing after it runs, open transactions are lost."""
+
+
+class CrashingAdapter(MemAdapter):
+    crash_next_write = False
+
+    def write_owner(
+        self, ref: str, add: str | None, remove: tuple[str, ...], handoff: Handoff
+    ) -> tuple[str, ...]:
+        after = super().write_owner(ref, add, remove, handoff)
+        if self.crash_next_write:
+            self.crash_next_write = False
+            raise Crash  # the tool has the write; the ledger never heard back
+        return after
+
+
+class Convergence(RuleBasedStateMachine):
+    @initialize()
+    def setup(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="syncd-conv-"))
+        self.clock = Clock()
+        # one tool per source (two GitHub repos, one Jira project)
+        self.tools = {name: Tool(kind, self.clock) for name, (kind, _) in SOURCES.items()}
+        # one request, linked three ways by cross-references
+        self.tools["gh1"].create("acme/api#1", "Checkout fails", ["alice-gh"])
+        self.tools["gh2"].create("acme/web#2", "Checkout", [], mentions=("gh:acme/api#1",))
+        self.tools["jr"].create("OPS-1", "Checkout", [], mentions=("gh:acme/api#1",))
+        self.latest: str | None = "alice"
+        self.unpolled: set[str] = set()
+        self.ledger: Ledger | None = None
+        self.start()
+        for name in SOURCES:  # first cycle: all three items are seen and linked
+            self.engine.poll(name)
+
+    def start(self) -> None:
+        self.ledger = Ledger(self.dir / "ledger.db")
+        self.engine = Engine(Config(people=PEOPLE, ledger=self.dir / "ledger.db"), self.ledger)
+        self.adapters = {
+            name: CrashingAdapter(name, self.tools[name], page_size=1) for name in SOURCES
+        }
+        install(self.engine, list(self.adapters.values()))
+
+    def restart(self) -> None:
+        assert self.ledger is not None
+        self.ledger.close()
+        self.start()
+
+    def teardown(self) -> None:
+        if self.ledger is not None:
+            self.ledger.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- what people and the daemon do ------------------------------------------------
+
+    @rule(source=st.sampled_from(sorted(SOURCES)), owner=OWNERS)
+    def person_changes_owner(self, source: str, owner: str | None) -> None:
+        # A poll sees the net state, so two changes at one source between polls (alice, then
+        # back) are indistinguishable from none. People here act at most once per poll.
+        if source in self.unpolled:
+            return
+        kind, ref = SOURCES[source]
+        handles = [DIRECTORY.handle_for(owner, kind) or ""] if owner else []
+        if self.tools[source].items[ref].owners == handles:
+            return  # setting what is already there changes nothing in the tool
+        self.tools[source].set_owners(ref, handles)
+        self.unpolled.add(source)
+        self.latest = owner
+
+    @rule(owner=OWNERS)
+    def operator_assigns(self, owner: str | None) -> None:
+        assert self.ledger is not None
+        self.ledger.assign("REQ-1", owner, actor="ops", note=None, now=self.clock.tick())
+        self.latest = owner
+
+    @rule(source=st.sampled_from(sorted(SOURCES)))
+    def poll(self, source: str) -> None:
+        self.engine.poll(source)
+        self.unpolled.discard(source)
+
+    @rule(source=st.sampled_from(sorted(SOURCES)))
+    def drain(self, source: str) -> None:
+        try:
+            self.engine.drain(source)
+        except Crash:
+            self.restart()
+
+    @rule(source=st.sampled_from(sorted(SOURCES)), n=st.integers(1, 3))
+    def writes_fail(self, source: str, n: int) -> None:
+        self.tools[source].fail_writes = n
+
+    @rule(source=st.sampled_from(sorted(SOURCES)))
+    def crash_during_next_write(self, source: str) -> None:
+        self.adapters[source].crash_next_write = True
+
+    @rule()
+    def restart_daemon(self) -> None:
+        self.restart()
+
+    # -- what must always hold --------------------------------------------------------
+
+    @invariant()
+    def one_request(self) -> None:
+        assert self.ledger is not None
+        assert self.ledger.counts()["requests"] == 1
+        assert self.ledger.counts()["links"] == 3
+
+    def teardown_check(self) -> None:
+        """Let the outages end and the daemon run until nothing is owed."""
+        assert self.ledger is not None
+        for tool in self.tools.values():
+            tool.fail_writes = 0
+        for adapter in self.adapters.values():
+            adapter.crash_next_write = False
+        for _ in range(4):
+            self.engine.sync_once()
+            for n in SOURCES:  # retries are scheduled for later; make them due now
+                self.ledger.conn.execute("UPDATE outbox SET next_attempt_at = NULL")
+                self.engine.drain(n)
+        (row,) = self.ledger.rows("SELECT owner FROM requests")
+        assert row["owner"] == self.latest, "the latest change must win"
+        for name, (kind, ref) in SOURCES.items():
+            owners = tuple(self.tools[name].items[ref].owners)
+            assert pick_owner(owners, self.latest, kind, DIRECTORY) == self.latest, name
+        pending = self.ledger.rows("SELECT * FROM outbox WHERE status IN ('pending', 'dead')")
+        assert pending == []
+        if self.latest is not None:
+            last = self.ledger.rows(
+                "SELECT to_value FROM events WHERE field = 'owner' "
+                "ORDER BY id DESC LIMIT 1"
+            )
+            assert last == [{"to_value": self.latest}]
+
+
+class ConvergenceCheck(Convergence):
+    def teardown(self) -> None:
+        try:
+            self.teardown_check()
+        finally:
+            super().teardown()
+
+
+ConvergenceCheck.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestConvergence = ConvergenceCheck.TestCase

@@ -1,0 +1,248 @@
+"""The reconciler's rules, case by case, on a real ledger file."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from syncd.config import Config, Person
+from syncd.cycle import Engine
+from syncd.ledger import Ledger
+from syncd.reconcile import decide_field
+from tests.memtool import EPOCH, Clock, MemAdapter, Tool, install
+
+T0 = EPOCH
+T1 = EPOCH + timedelta(seconds=1)
+T2 = EPOCH + timedelta(seconds=2)
+
+
+@pytest.mark.parametrize(
+    ("seen", "snap", "canon", "seen_at", "canon_at", "new_link", "value", "changed", "conflict"),
+    [
+        # unchanged at the source: the canonical value stands, even if it differs
+        ("a", "a", "a", T1, T0, False, "a", False, False),
+        ("a", "a", "b", T1, T0, False, "b", False, False),
+        # changed at the source only: it becomes canonical
+        ("b", "a", "a", T1, T0, False, "b", True, False),
+        # ...unless the canonical value is newer: it moved away and back (A-B-A) meanwhile
+        ("b", "a", "a", T0, T1, False, "a", False, True),
+        # both changed to the same value: nothing to decide
+        ("b", "a", "b", T1, T0, False, "b", False, False),
+        # both changed differently: the later side wins, the other is the conflict's loser
+        ("b", "a", "c", T2, T1, False, "b", True, True),
+        ("b", "a", "c", T1, T2, False, "c", False, True),
+        ("b", "a", "c", T1, T1, False, "c", False, True),  # a tie keeps the ledger's value
+        # a newly linked item fills gaps but never blanks a value
+        ("b", None, None, T0, None, True, "b", True, False),
+        (None, None, "c", T2, T0, True, "c", False, False),
+        ("b", None, "c", T2, T1, True, "b", True, True),
+        ("b", None, "c", T0, T1, True, "c", False, True),
+        # unassignment at the source is a change like any other
+        (None, "a", "a", T1, T0, False, None, True, False),
+    ],
+)
+def test_decide_field(seen, snap, canon, seen_at, canon_at, new_link, value, changed, conflict):
+    d = decide_field(seen, snap, canon, seen_at, canon_at, new_link=new_link)
+    assert (d.value, d.changed, d.conflict) == (value, changed, conflict)
+
+
+PEOPLE = [
+    Person(id="alice", handles={"gh": "alice-gh", "jr": "acc-alice"}),
+    Person(id="bob", handles={"gh": "bob-gh", "jr": "acc-bob"}),
+    Person(id="carol", handles={"gh": "carol-gh"}),  # no jr account
+]
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    clock = Clock()
+    gh, jr = Tool("gh", clock), Tool("jr", clock)
+    ledger = Ledger(tmp_path / "ledger.db")
+    engine = Engine(Config(people=PEOPLE, ledger=tmp_path / "ledger.db"), ledger)
+    install(engine, [MemAdapter("gh", gh), MemAdapter("jr", jr)])
+    yield engine, ledger, gh, jr
+    ledger.close()
+
+
+def q(ledger: Ledger, sql: str, *args):
+    return ledger.rows(sql, args)
+
+
+def test_new_item_becomes_request(world):
+    engine, ledger, gh, _ = world
+    gh.create("acme/api#1", "Checkout fails", ["alice-gh"])
+    engine.sync_once()
+    (req,) = q(ledger, "SELECT key, title, owner, state FROM requests")
+    assert req == {"key": "REQ-1", "title": "Checkout fails", "owner": "alice", "state": "open"}
+    kinds = [e["kind"] for e in q(ledger, "SELECT kind FROM events ORDER BY id")]
+    assert kinds == ["created", "owner_changed"]
+
+
+def test_cross_reference_merges_into_one_request(world):
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Checkout fails", ["alice-gh"])
+    engine.sync_once()
+    jr.create("OPS-7", "Checkout incident", [], mentions=("gh:acme/api#1",))
+    engine.sync_once()
+    assert q(ledger, "SELECT count(*) AS n FROM requests") == [{"n": 1}]
+    assert len(q(ledger, "SELECT * FROM links")) == 2
+    # the linked Jira issue had no owner: it is given the canonical one
+    assert jr.items["OPS-7"].owners == ["acc-alice"]
+
+
+def test_reverse_cross_reference(world):
+    """The mentioning item arrives first; the mentioned one joins it when it appears."""
+    engine, ledger, gh, jr = world
+    jr.create("OPS-7", "Incident", ["acc-bob"], mentions=("gh:acme/api#9",))
+    engine.sync_once()
+    gh.create("acme/api#9", "Bug", [])
+    engine.sync_once()
+    assert q(ledger, "SELECT count(*) AS n FROM requests") == [{"n": 1}]
+    assert gh.items["acme/api#9"].owners == ["bob-gh"]
+
+
+def test_request_id_in_text_links(world):
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    engine.sync_once()
+    jr.create("OPS-1", "Follow-up for REQ-1", [], mentions=("req:1",))
+    engine.sync_once()
+    assert q(ledger, "SELECT count(*) AS n FROM requests") == [{"n": 1}]
+
+
+def test_owner_change_in_one_source_propagates(world):
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    jr.create("OPS-1", "Bug", ["acc-alice"], mentions=("gh:acme/api#1",))
+    engine.sync_once()
+    gh.set_owners("acme/api#1", ["bob-gh"])
+    engine.sync_once()
+    assert jr.items["OPS-1"].owners == ["acc-bob"]
+    hist = q(ledger, "SELECT from_value, to_value, source FROM events WHERE kind='owner_changed' ORDER BY id")
+    assert hist[-1] == {"from_value": "alice", "to_value": "bob", "source": "gh"}
+
+
+def test_concurrent_conflict_later_wins_and_loser_recorded(world):
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    jr.create("OPS-1", "Bug", ["acc-alice"], mentions=("gh:acme/api#1",))
+    engine.sync_once()
+    jr.set_owners("OPS-1", ["acc-bob"])  # earlier
+    gh.set_owners("acme/api#1", ["carol-gh"])  # later
+    engine.sync_once()
+    engine.sync_once()
+    assert q(ledger, "SELECT owner FROM requests") == [{"owner": "carol"}]
+    assert gh.items["acme/api#1"].owners == ["carol-gh"]
+    (conflict,) = q(ledger, "SELECT from_value, to_value FROM events WHERE kind = 'conflict'")
+    assert conflict == {"from_value": "bob", "to_value": "carol"}
+    # carol has no jr handle: the write to jr is skipped, visibly, not dropped
+    (skipped,) = q(ledger, "SELECT status, last_error FROM outbox WHERE status = 'skipped'")
+    assert "carol has no jr handle" in skipped["last_error"]
+
+
+def test_own_write_is_not_read_back_as_a_change(world):
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    jr.create("OPS-1", "Bug", [], mentions=("gh:acme/api#1",))
+    engine.sync_once()
+    assert jr.writes == 1
+    before = q(ledger, "SELECT count(*) AS n FROM events")
+    engine.sync_once()  # sees its own write to OPS-1 (its update time moved)
+    engine.sync_once()
+    assert q(ledger, "SELECT count(*) AS n FROM events") == before
+    assert jr.writes == 1
+    assert q(ledger, "SELECT count(*) AS n FROM outbox WHERE status = 'pending'") == [{"n": 0}]
+
+
+def test_unchanged_repoll_changes_nothing(world):
+    engine, ledger, gh, _ = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    engine.sync_once()
+    snapshot = ledger.counts()
+    for item in gh.items.values():
+        gh.touch(item)  # re-read the same content
+    engine.sync_once()
+    assert ledger.counts() == snapshot
+
+
+def test_failed_poll_unassigns_nothing(world):
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    gh.create("acme/api#2", "Other", ["bob-gh"])
+    engine.sync_once()
+    gh.fail_pull = "all"
+    (result,) = engine.sync_once(["gh"])
+    assert not result.ok and "outage" in (result.error or "")
+    assert {r["owner"] for r in q(ledger, "SELECT owner FROM requests")} == {"alice", "bob"}
+    status = q(ledger, "SELECT last_error FROM source_status WHERE source = 'gh'")
+    assert "emulated outage" in status[0]["last_error"]
+
+
+def test_poll_failing_midway_keeps_applied_pages_and_resumes(world):
+    engine, ledger, gh, _ = world
+    for n in range(5):
+        gh.create(f"acme/api#{n}", f"Item {n}", [])
+    gh.fail_pull = "after_first"
+    engine.sync_once()
+    assert q(ledger, "SELECT count(*) AS n FROM requests") == [{"n": 2}]  # page 1 only
+    gh.fail_pull = "none"
+    engine.sync_once()
+    assert q(ledger, "SELECT count(*) AS n FROM requests") == [{"n": 5}]
+
+
+def test_unmapped_handle_is_kept(world):
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Bug", ["zed-gh"])
+    gh.create("acme/api#2", "Bug 2", ["zed-gh"])
+    jr.create("OPS-1", "Bug", [], mentions=("gh:acme/api#2",))
+    engine.sync_once()
+    assert q(ledger, "SELECT owner FROM requests ORDER BY id") == [
+        {"owner": "gh:zed-gh"},
+        {"owner": "gh:zed-gh"},
+    ]
+    assert q(ledger, "SELECT kind, handle, person_id FROM identities WHERE handle = 'zed-gh'") == [
+        {"kind": "gh", "handle": "zed-gh", "person_id": None}
+    ]
+    # it cannot be written to the other tool, and says why
+    (row,) = q(ledger, "SELECT status, last_error FROM outbox")
+    assert row["status"] == "skipped" and "gh:zed-gh has no jr handle" in row["last_error"]
+
+
+def test_co_assignee_is_not_a_handoff(world):
+    engine, ledger, gh, _ = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    engine.sync_once()
+    gh.set_owners("acme/api#1", ["bob-gh", "alice-gh"])  # bob added in front
+    engine.sync_once()
+    assert q(ledger, "SELECT owner FROM requests") == [{"owner": "alice"}]
+    gh.set_owners("acme/api#1", ["bob-gh"])  # alice removed: now it is bob's
+    engine.sync_once()
+    assert q(ledger, "SELECT owner FROM requests") == [{"owner": "bob"}]
+
+
+def test_operator_assign_reaches_every_link(world):
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    jr.create("OPS-1", "Bug", ["acc-alice"], mentions=("gh:acme/api#1",))
+    engine.sync_once()
+    ledger.assign("REQ-1", "bob", actor="ops", note="covering while Alice is out")
+    engine.sync_once()
+    assert gh.items["acme/api#1"].owners == ["bob-gh"]
+    assert jr.items["OPS-1"].owners == ["acc-bob"]
+    (ev,) = q(ledger, "SELECT note, source FROM events WHERE kind='owner_changed' AND source='operator'")
+    assert ev == {"note": "covering while Alice is out", "source": "operator"}
+
+
+def test_write_failing_repeatedly_is_dead_lettered(world, tmp_path):
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    jr.create("OPS-1", "Bug", [], mentions=("gh:acme/api#1",))
+    jr.fail_writes = 100
+    engine.sync_once()
+    for _ in range(10):  # retries are scheduled later; make them due now
+        ledger.conn.execute("UPDATE outbox SET next_attempt_at = NULL")
+        engine.drain("jr")
+    (row,) = q(ledger, "SELECT status, attempts, last_error FROM outbox")
+    assert row["status"] == "dead" and "gave up after 8 attempts" in row["last_error"]
