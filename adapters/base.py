@@ -20,6 +20,7 @@ from typing import ClassVar, Generic, TypeVar
 from syncd.config import SourceConfig
 from syncd.http import HttpOptions
 from syncd.models import Cursor, Handoff, Page, RateBudget, State
+from syncd.people import Directory
 
 C = TypeVar("C", bound=SourceConfig)
 
@@ -59,6 +60,11 @@ class Adapter(ABC, Generic[C]):
     def request_counts(self) -> Counter[str]:
         """Requests (or round trips) made so far, by "METHOD status"; for status and benchmarks."""
         return Counter()
+
+    def bind_people(self, directory: Directory) -> None:
+        """Called with the people directory before the first pull, and again on reload.
+        Most tools name owners by their own handles and ignore it; a mailbox uses it to turn
+        `owner-alice` tags and sender addresses into people."""
 
     def rate_budget(self) -> RateBudget | None:
         """What the tool last said about its rate limit, if it says anything."""

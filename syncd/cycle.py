@@ -55,7 +55,9 @@ class Engine:
         self.adapters: dict[str, Adapter[Any]] = {}
         for source in config.sources:
             if source.enabled:
-                self.adapters[source.name] = adapter_class(source.type)(source, http)
+                adapter = adapter_class(source.type)(source, http)
+                adapter.bind_people(self.directory)
+                self.adapters[source.name] = adapter
         ledger.sync_people(config.people)
 
     def close(self) -> None:

@@ -121,6 +121,8 @@ MIGRATIONS: list[tuple[str, str]] = [
             attempts INTEGER NOT NULL DEFAULT 0,
             next_attempt_at TEXT,
             last_error TEXT,
+            attempted_at TEXT,                    -- set just before a write is sent: after a
+                                                  -- crash, tells syncd's own write from a person's
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
         );
@@ -223,10 +225,15 @@ class Ledger:
             raise LedgerError(f"cannot open ledger {self.path}: {exc}") from None
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
-        if not readonly:
-            self.migrate()
-        elif not self._applied_migrations():
-            raise LedgerError(f"{self.path} is not a syncd ledger")
+        try:
+            if not readonly:
+                self.migrate()
+            elif not self._applied_migrations():
+                raise LedgerError(f"{self.path} is not a syncd ledger")
+        except sqlite3.DatabaseError as exc:
+            # SQLite opens any file lazily; a path naming something else fails only here.
+            conn.close()
+            raise LedgerError(f"{self.path} is not a syncd ledger: {exc}") from None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -433,6 +440,8 @@ class Ledger:
                 c.execute(
                     f"UPDATE requests SET {sets}, updated_at = ? WHERE id = ?", (*args, ts, rid)
                 )
+        for f, at in plan.confirmed_times.items():
+            c.execute(f"UPDATE requests SET {f}_at = ? WHERE id = ?", (iso(at), rid))
         snap = plan.snapshot
         if link is None:
             cur = c.execute(
@@ -597,7 +606,7 @@ class Ledger:
     ) -> list[dict[str, Any]]:
         now = now or now_utc()
         rows = self.conn.execute(
-            "SELECT o.id, o.link_id, o.request_id, o.value, o.origin, o.actor, o.note, o.attempts, "
+            "SELECT o.id, o.link_id, o.request_id, o.value, o.origin, o.actor, o.note, o.attempts, o.attempted_at, "
             "l.ref, l.kind, l.snap_owner, r.key, r.title, "
             "(SELECT from_value FROM events e WHERE e.request_id = o.request_id AND e.kind = 'owner_changed' "
             " ORDER BY e.id DESC LIMIT 1) "
@@ -615,6 +624,7 @@ class Ledger:
             "actor",
             "note",
             "attempts",
+            "attempted_at",
             "ref",
             "kind",
             "snap_owner",
@@ -629,12 +639,15 @@ class Ledger:
         outbox_id: int,
         status: str,
         *,
-        snapshot_owner: str | None = None,
+        wrote: bool = False,
+        echo: bool = True,
         error: str | None = None,
         now: datetime | None = None,
     ) -> None:
         """Close one outbox row. On 'done' the link's snapshot takes the written value, which
-        is what keeps the next poll from reading syncd's own write as a new change."""
+        is what keeps the next poll from reading syncd's own write as a new change. With
+        echo=False (the tool already had the value, and not from syncd) the snapshot is left
+        alone, so the next poll sees that person's change, with its time, like any other."""
         ts = iso(now or now_utc())
         with self.transaction() as c:
             row = c.execute(
@@ -647,14 +660,29 @@ class Ledger:
                 "UPDATE outbox SET status = ?, last_error = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
                 (status, error, ts, outbox_id),
             )
-            if status == "done":
+            if status == "done" and echo:
                 c.execute("UPDATE links SET snap_owner = ? WHERE id = ?", (value, link_id))
+            if status == "done" and wrote:
+                c.execute(
+                    "INSERT INTO events (request_id, at, kind, field, source, to_value, detail) "
+                    "SELECT ?, ?, 'writeback', 'owner', l.source, ?, 'written to ' || l.ref "
+                    "FROM links l WHERE l.id = ?",
+                    (rid, ts, value, link_id),
+                )
             if status in ("dead", "skipped"):
                 c.execute(
                     "INSERT INTO events (request_id, at, kind, field, source, to_value, detail) "
                     "SELECT ?, ?, 'writeback', 'owner', l.source, ?, ? FROM links l WHERE l.id = ?",
                     (rid, ts, value, f"{status}: {error}", link_id),
                 )
+
+    def mark_attempt(self, outbox_id: int, now: datetime | None = None) -> None:
+        """Record, durably, that a write is about to be sent."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE outbox SET attempted_at = ? WHERE id = ?",
+                (iso(now or now_utc()), outbox_id),
+            )
 
     def retry_write(
         self, outbox_id: int, error: str, next_at: datetime, *, count_attempt: bool = True

@@ -102,13 +102,14 @@ def drain(
                     actor=row["actor"],
                     note=row["note"],
                 )
+                ledger.mark_attempt(row["id"])
                 after = adapter.write_owner(row["ref"], action.add, action.remove, handoff)
                 if pick_owner(after, target, adapter.kind, directory) != target:
                     raise FatalError(
                         adapter.name,
                         f"{row['ref']} still shows owners {list(after)} after the write",
                     )
-                ledger.finish_write(row["id"], "done")
+                ledger.finish_write(row["id"], "done", wrote=True)
                 stats.written += 1
                 log.info(
                     "owner written",
@@ -118,7 +119,10 @@ def drain(
                     owner=target,
                 )
             elif action.kind == "already":
-                ledger.finish_write(row["id"], "done")
+                # Either syncd wrote it and died before recording so (attempted_at is set:
+                # take it as our own write), or a person made the same change: then leave
+                # the snapshot, so the next poll records that change with its own time.
+                ledger.finish_write(row["id"], "done", echo=row["attempted_at"] is not None)
                 stats.already += 1
             elif action.kind == "superseded":
                 ledger.finish_write(row["id"], "superseded", error=action.reason)

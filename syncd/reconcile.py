@@ -61,6 +61,7 @@ class Plan:
     new_link: bool
     canonical: dict[str, str | None] = field(default_factory=dict)  # fields that change
     canonical_times: dict[str, datetime] = field(default_factory=dict)
+    confirmed_times: dict[str, datetime] = field(default_factory=dict)  # value kept, time moved
     snapshot: dict[str, str | None] = field(default_factory=dict)  # the link's new snapshot
     events: list[Event] = field(default_factory=list)
 
@@ -76,6 +77,7 @@ class FieldDecision:
     loser: str | None = None  # set when a concurrent change lost
     loser_side: str | None = None  # "source" (this observation lost) or "canonical"
     conflict: bool = False
+    confirmed: bool = False  # unchanged, but its time moves up to the source's
 
 
 def decide_field(
@@ -90,14 +92,20 @@ def decide_field(
     if not new_link and seen == snapshot:
         return FieldDecision(canonical, changed=False)
     if seen == canonical:
-        return FieldDecision(canonical, changed=False)
+        # Changed here to what the ledger already has: no change, but a newer confirmation
+        # of the value, which an older change elsewhere must not undo.
+        newer = canonical_at is None or seen_at > canonical_at
+        return FieldDecision(canonical, changed=False, confirmed=newer and not new_link)
     if not new_link and canonical == snapshot:
         # Only this side changed, unless the canonical value is newer than the change seen:
         # then the canonical moved away and back since this link last agreed (A-B-A), and
-        # the older change here must not undo it.
-        if canonical_at is None or seen_at > canonical_at:
+        # the older change here must not undo it. Tools stamp whole seconds, so an equal
+        # time is taken as this change coming after, as it almost always did.
+        if canonical_at is None or seen_at >= canonical_at:
             return FieldDecision(seen, changed=True)
-        return FieldDecision(canonical, changed=False, loser=seen, loser_side="source", conflict=True)
+        return FieldDecision(
+            canonical, changed=False, loser=seen, loser_side="source", conflict=True
+        )
     if new_link and (canonical is None or seen is None):
         # A newly linked item only fills a gap; it never blanks a value the ledger has.
         if seen is None:
@@ -180,6 +188,8 @@ def plan_observation(
                         field_time(obs, name),
                     )
                 )
+        if decision.confirmed:
+            plan.confirmed_times[name] = field_time(obs, name)
         if decision.conflict:
             plan.events.append(
                 Event(

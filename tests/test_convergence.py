@@ -155,8 +155,7 @@ class Convergence(RuleBasedStateMachine):
         assert pending == []
         if self.latest is not None:
             last = self.ledger.rows(
-                "SELECT to_value FROM events WHERE field = 'owner' "
-                "ORDER BY id DESC LIMIT 1"
+                "SELECT to_value FROM events WHERE field = 'owner' ORDER BY id DESC LIMIT 1"
             )
             assert last == [{"to_value": self.latest}]
 

@@ -28,6 +28,7 @@ T2 = EPOCH + timedelta(seconds=2)
         ("b", "a", "a", T1, T0, False, "b", True, False),
         # ...unless the canonical value is newer: it moved away and back (A-B-A) meanwhile
         ("b", "a", "a", T0, T1, False, "a", False, True),
+        ("b", "a", "a", T1, T1, False, "b", True, False),  # same second: the change stands
         # both changed to the same value: nothing to decide
         ("b", "a", "b", T1, T0, False, "b", False, False),
         # both changed differently: the later side wins, the other is the conflict's loser
@@ -120,7 +121,10 @@ def test_owner_change_in_one_source_propagates(world):
     gh.set_owners("acme/api#1", ["bob-gh"])
     engine.sync_once()
     assert jr.items["OPS-1"].owners == ["acc-bob"]
-    hist = q(ledger, "SELECT from_value, to_value, source FROM events WHERE kind='owner_changed' ORDER BY id")
+    hist = q(
+        ledger,
+        "SELECT from_value, to_value, source FROM events WHERE kind='owner_changed' ORDER BY id",
+    )
     assert hist[-1] == {"from_value": "alice", "to_value": "bob", "source": "gh"}
 
 
@@ -168,13 +172,14 @@ def test_unchanged_repoll_changes_nothing(world):
 
 
 def test_failed_poll_unassigns_nothing(world):
-    engine, ledger, gh, jr = world
+    engine, ledger, gh, _jr = world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
     gh.create("acme/api#2", "Other", ["bob-gh"])
     engine.sync_once()
     gh.fail_pull = "all"
     (result,) = engine.sync_once(["gh"])
-    assert not result.ok and "outage" in (result.error or "")
+    assert not result.ok
+    assert "outage" in (result.error or "")
     assert {r["owner"] for r in q(ledger, "SELECT owner FROM requests")} == {"alice", "bob"}
     status = q(ledger, "SELECT last_error FROM source_status WHERE source = 'gh'")
     assert "emulated outage" in status[0]["last_error"]
@@ -207,7 +212,8 @@ def test_unmapped_handle_is_kept(world):
     ]
     # it cannot be written to the other tool, and says why
     (row,) = q(ledger, "SELECT status, last_error FROM outbox")
-    assert row["status"] == "skipped" and "gh:zed-gh has no jr handle" in row["last_error"]
+    assert row["status"] == "skipped"
+    assert "gh:zed-gh has no jr handle" in row["last_error"]
 
 
 def test_co_assignee_is_not_a_handoff(world):
@@ -231,7 +237,9 @@ def test_operator_assign_reaches_every_link(world):
     engine.sync_once()
     assert gh.items["acme/api#1"].owners == ["bob-gh"]
     assert jr.items["OPS-1"].owners == ["acc-bob"]
-    (ev,) = q(ledger, "SELECT note, source FROM events WHERE kind='owner_changed' AND source='operator'")
+    (ev,) = q(
+        ledger, "SELECT note, source FROM events WHERE kind='owner_changed' AND source='operator'"
+    )
     assert ev == {"note": "covering while Alice is out", "source": "operator"}
 
 
@@ -245,4 +253,5 @@ def test_write_failing_repeatedly_is_dead_lettered(world, tmp_path):
         ledger.conn.execute("UPDATE outbox SET next_attempt_at = NULL")
         engine.drain("jr")
     (row,) = q(ledger, "SELECT status, attempts, last_error FROM outbox")
-    assert row["status"] == "dead" and "gave up after 8 attempts" in row["last_error"]
+    assert row["status"] == "dead"
+    assert "gave up after 8 attempts" in row["last_error"]

@@ -1,0 +1,655 @@
+"""GitHub Issues: one repository per source, on github.com or GitHub Enterprise Server.
+
+Reading. ``pull`` lists the repository's issues oldest change first
+(``GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc``), following the
+``Link`` header's ``rel="next"`` URL exactly as GitHub gives it. Pull requests come back in the
+same list and are skipped. Each page becomes one Page, applied with its cursor in one ledger
+transaction.
+
+Cursor (owned here; the core stores it as JSON and hands it back)::
+
+    {"since": "2024-05-01T12:00:00Z",   # where the next listing starts (inclusive)
+     "seen": {"12": "3f9a0c1d2e4b5a69"}, # issues read at exactly `since`: number -> fingerprint
+     "etag": "W/\\"abc\\""}               # only when the next first request will be identical
+
+All three are optional; an empty or unreadable cursor lists everything. When an issue read
+earlier in a pull changes before the pull ends, later cursors fall back to ``{"since": ...}``
+at its old time, because offset paging may have skipped a neighbour (see _Listing.record).
+
+``since`` is inclusive, so the issues at the boundary come back every cycle; those whose
+fingerprint (a hash of what their Observation carries) is unchanged are dropped, which makes
+an unchanged repository yield nothing. Deduplicating by fingerprint rather than by
+(number, updated_at) alone also keeps a second change made within the same second as the
+first, since GitHub's timestamps have one-second precision. Once the boundary second is a
+minute behind GitHub's clock (its Date header), ``since`` steps one second past it and
+``seen`` empties. The etag rule is explained in ``pull``: in the steady state a cycle with
+no change is one conditional request answered 304, which GitHub does not count against the
+rate limit.
+
+State. The native state is ``open`` or ``closed``, with ``state_reason`` for closed issues.
+The config's ``states`` table overrides the defaults with these keys:
+
+    "open"                  an open issue             (default: open)
+    "closed"                a closed issue            (default: done)
+    "closed:<reason>"       closed with that reason   (defaults: not_planned and duplicate ->
+                            cancelled; other reasons fall back to "closed")
+    "label:<name>"          an open issue carrying the label, e.g. "label:blocked" = "blocked"
+
+Label rules apply to open issues only, and the first rule in the config's order whose label
+the issue carries wins, so the admin decides which label beats which. A closed issue is
+decided by its state and reason alone: a "blocked" label left on a closed issue must not
+bring it back to life in the ledger.
+
+Owners. An issue can have up to 10 assignees; ``Observation.owners`` lists their logins in
+GitHub's order. The core keeps one owner: the current owner stays owner while still among the
+assignees (adding a co-assignee is not a handoff), otherwise the first assignee is taken.
+A write-back adds the new owner and removes the previous one, leaving co-assignees alone.
+GitHub silently ignores logins without push access, so every write reads the response back
+and fails loudly when the new owner is not there.
+
+Rate limits, as GitHub documents them: a 403 or 429 with ``x-ratelimit-remaining: 0`` waits
+until ``x-ratelimit-reset``; one whose message names a secondary rate limit waits for
+``retry-after``, or at least a minute, doubling while the limit keeps being hit; any other
+403 is fatal. Writes are spaced ``write_spacing`` seconds apart, as GitHub asks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import Field, field_validator
+
+from syncd.adapters.base import Adapter
+from syncd.config import SecretRef, SourceConfig
+from syncd.crossref import extract_keys, github_issue_keys
+from syncd.errors import ConfigError, FatalError, MalformedResponse
+from syncd.http import ApiClient, HttpOptions, parse_retry_after
+from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, RateBudget, State
+from syncd.redact import redact
+
+_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9_.-]{1,100}$")
+# GitHub logins, plus the "[bot]" suffix of app accounts and the "_" of managed users.
+_LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\[\]-]{0,99}$")
+_STATE_KEY = re.compile(r"^(open|closed|closed:[a-z_]{1,40}|label:.{1,100})$")
+
+# What is kept of one issue, whatever arrives: titles are at most 256 characters on GitHub.
+_MAX_TITLE = 1024
+_MAX_URL = 2048
+_MAX_ASSIGNEES = 100
+_PAYLOAD = 1000  # characters of a quarantined item kept as evidence
+_MAX_ETAG = 256
+# Issues remembered at the boundary. More than this sharing one second means a bulk edit;
+# past the cap they are simply emitted again next cycle, which the ledger treats as no change.
+_MAX_SEEN = 1000
+
+# GitHub stamps updated_at to the second. A second this far behind the server's clock can
+# receive no further changes that a listing would not already show.
+_TICK = timedelta(seconds=1)
+_SETTLED = timedelta(seconds=60)
+
+_SECONDARY_WAIT = 60.0
+_SECONDARY_WAIT_CAP = 30 * 60.0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class GitHubConfig(SourceConfig):
+    type: Literal["github"]
+    repo: str = Field(description='"owner/name"')
+    base_url: str = Field(
+        default="https://api.github.com",
+        description="https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise",
+    )
+    token: SecretRef
+    per_page: int = Field(default=100, ge=1, le=100)
+    # GitHub asks for at least a second between writes; 0 is for local emulators.
+    write_spacing: float = Field(default=1.0, ge=0, le=60)
+
+    @field_validator("repo")
+    @classmethod
+    def _repo_shape(cls, v: str) -> str:
+        if not _REPO.match(v) or v.split("/")[1] in {".", ".."}:
+            raise ValueError('must be "owner/name", as in https://github.com/owner/name')
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_shape(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as https://api.github.com")
+        # The token travels in every request; plain http is only for emulators on this machine.
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError("use https (plain http is accepted only for a loopback emulator)")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must be a plain API root, without query, fragment or credentials")
+        return v.rstrip("/")
+
+    @field_validator("states")
+    @classmethod
+    def _state_keys(cls, v: dict[str, State]) -> dict[str, State]:
+        bad = [k for k in v if not _STATE_KEY.match(k)]
+        if bad:
+            raise ValueError(
+                f"unknown key(s) {', '.join(map(repr, bad))}; use 'open', 'closed', "
+                "'closed:<state_reason>' or 'label:<label name>'"
+            )
+        return v
+
+
+class _Unreadable(Exception):
+    """One issue that cannot become an Observation. Never leaves this module."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Item:
+    """Who an issue is, as far as it could be read, so that a quarantine can name it."""
+
+    number: int | None = None
+    ref: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass
+class _Listing:
+    """Where one pull stands: what it has read, and where the next pull should start."""
+
+    since: datetime | None
+    seen: dict[int, str]
+    start_since: datetime | None = None
+    # When each issue was first read in this pull, to notice pagination shifting under us:
+    # one small entry per issue, never the issues themselves.
+    first_read: dict[int, datetime] = field(default_factory=dict)
+    # Set when issues may have been skipped: the next pull must start no later than this.
+    floor: datetime | None = None
+
+    @classmethod
+    def resume(cls, cursor: Cursor | None) -> tuple[_Listing, str | None]:
+        """The listing a stored cursor describes, and its etag. A cursor that cannot be read
+        starts from the beginning: reading everything again is slow but changes nothing."""
+        cursor = cursor if isinstance(cursor, dict) else {}
+        try:
+            since = _parse_time(cursor["since"]) if cursor.get("since") else None
+        except _Unreadable:
+            return cls(None, {}), None
+        raw_seen = cursor.get("seen")
+        seen = {
+            int(k): v
+            for k, v in (raw_seen.items() if isinstance(raw_seen, dict) else ())
+            if isinstance(k, str) and k.isdigit() and isinstance(v, str)
+        }
+        etag = cursor.get("etag")
+        return cls(since, seen, start_since=since), etag if isinstance(etag, str) else None
+
+    def is_repeat(self, number: int, updated_at: datetime, fingerprint: str) -> bool:
+        if self.since is None or updated_at > self.since:
+            return False
+        # Older than the bookmark: already read, and re-reading it could only roll it back.
+        return updated_at < self.since or self.seen.get(number) == fingerprint
+
+    def record(self, number: int, updated_at: datetime, fingerprint: str) -> None:
+        first = self.first_read.setdefault(number, updated_at)
+        if first != updated_at:
+            # An issue read earlier in this pull changed and moved to the end of the listing.
+            # GitHub pages by offset, so everything after its old place moved up by one, and
+            # the issue that crossed the page boundary was never seen. It was updated no
+            # earlier than this issue's old time, so the next pull starts from there again.
+            self.floor = first if self.floor is None else min(self.floor, first)
+        if self.since is None or updated_at > self.since:
+            self.since, self.seen = updated_at, {}
+        if number in self.seen or len(self.seen) < _MAX_SEEN:
+            self.seen[number] = fingerprint
+
+    def settle(self, server_now: datetime | None) -> None:
+        """Step past the boundary second once GitHub's clock has left it well behind.
+
+        While the boundary second is recent, a change can still land in it, so its issues
+        are kept in `seen` and read again each cycle. Once it is older than _SETTLED by the
+        server's own clock, every change in it is already visible and was read in this pull,
+        so `since` moves one tick past it. Without this, a bulk edit that left hundreds of
+        issues in one second would be re-read, page after page, every cycle until one of
+        them changed again. Without a server clock (no Date header) nothing moves: the local
+        clock may not agree with the one that stamped updated_at.
+        """
+        if (
+            self.floor is None
+            and self.seen
+            and self.since is not None
+            and server_now is not None
+            and self.since + _TICK <= server_now - _SETTLED
+        ):
+            self.since, self.seen = self.since + _TICK, {}
+
+    @property
+    def unmoved(self) -> bool:
+        """True when the next pull will send the same first request as this one did."""
+        return self.floor is None and self.since == self.start_since
+
+    def cursor(self, etag: str | None = None) -> Cursor:
+        if self.floor is not None:
+            # Issues read since the floor are read again; the ledger takes them as no change.
+            return {"since": _format_time(self.floor)}
+        out: Cursor = {}
+        if self.since is not None:
+            out["since"] = _format_time(self.since)
+            out["seen"] = {str(n): fp for n, fp in self.seen.items()}
+        if etag is not None:
+            out["etag"] = etag
+        return out
+
+
+def _parse_time(value: object) -> datetime:
+    if not isinstance(value, str) or len(value) > 40:
+        raise _Unreadable("updated_at is missing or not a timestamp")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Unreadable(f"updated_at {value!r} is not an ISO 8601 timestamp") from None
+    if when.tzinfo is None:
+        raise _Unreadable(f"updated_at {value!r} has no time zone")
+    return when.astimezone(UTC)
+
+
+def _format_time(when: datetime) -> str:
+    # GitHub documents `since` as YYYY-MM-DDTHH:MM:SSZ; fractions appear only from emulators.
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _logins(raw: object, what: str) -> tuple[str, ...]:
+    # GitHub's description lets `assignees` be null. Null, like a missing list, says nothing
+    # about who owns the issue, and must not be read as "nobody".
+    if not isinstance(raw, list):
+        raise _Unreadable(f"{what} is missing or not a list, so the owners are unknown")
+    if len(raw) > _MAX_ASSIGNEES:
+        raise _Unreadable(f"{what} has {len(raw)} entries; GitHub allows at most 10")
+    out = []
+    for entry in raw:
+        login = entry.get("login") if isinstance(entry, dict) else None
+        if not isinstance(login, str) or not _LOGIN.match(login):
+            raise _Unreadable(f"{what} holds an entry without a valid login")
+        out.append(login)
+    return tuple(out)
+
+
+def _label_names(raw: object) -> set[str]:
+    if not isinstance(raw, list):
+        raise _Unreadable("labels is missing or not a list")
+    names = set()
+    for label in raw:
+        # The API gives label objects; its schema also allows bare names.
+        name = label.get("name") if isinstance(label, dict) else label
+        if not isinstance(name, str):
+            raise _Unreadable("labels holds an entry without a name")
+        names.add(name.lower())
+    return names
+
+
+def _fingerprint(obs: Observation) -> str:
+    fields = [obs.state, list(obs.owners), obs.title, obs.url, obs.requester, list(obs.mentions)]
+    blob = json.dumps(fields, ensure_ascii=False).encode()
+    return hashlib.blake2b(blob, digest_size=8).hexdigest()
+
+
+def _excerpt(raw: object) -> str:
+    # Redact the whole text before cutting it, so no part of a secret survives the cut.
+    return redact(json.dumps(raw, ensure_ascii=False, default=str))[:_PAYLOAD]
+
+
+def _server_time(response: httpx.Response) -> datetime | None:
+    try:
+        when = parsedate_to_datetime(response.headers.get("date", ""))
+    except (TypeError, ValueError):
+        return None
+    return when.astimezone(UTC) if when.tzinfo is not None else None
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return (
+        scheme,
+        (parts.hostname or "").lower(),
+        parts.port or (443 if scheme == "https" else 80),
+    )
+
+
+class GitHubAdapter(Adapter[GitHubConfig]):
+    kind = "github"
+    Config = GitHubConfig
+    default_states: ClassVar[dict[str, State]] = {
+        "open": "open",
+        "closed": "done",
+        "closed:not_planned": "cancelled",
+        "closed:duplicate": "cancelled",
+    }
+
+    def __init__(self, config: GitHubConfig, http: HttpOptions | None = None) -> None:
+        super().__init__(config, http)
+        try:
+            token = config.secret("token")
+        except KeyError:
+            # Loaded with resolve=False (as `syncd check` may do): read the token now.
+            try:
+                config.resolve_secrets()
+            except ValueError as exc:
+                raise ConfigError(f"source {config.name}", [f"token: {exc}"]) from None
+            token = config.secret("token")
+        # Refs and keys are lower-case: GitHub treats owner and name case-insensitively, and
+        # a change of case in the config must not turn every issue into a new one.
+        self.repo = config.repo.lower()
+        self._secondary_strikes = 0
+        self._last_write: float | None = None
+        self.client = ApiClient(
+            service="github",
+            source=config.name,
+            base_url=config.base_url,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+            options=self.http,
+            wait_rule=self._rate_limit_wait,
+        )
+
+    # -- reading ------------------------------------------------------------------------
+
+    def pull(self, cursor: Cursor | None) -> Iterator[Page]:
+        listing, etag = _Listing.resume(cursor)
+        params: dict[str, str] = {
+            "state": "all",
+            "sort": "updated",
+            "direction": "asc",
+            "per_page": str(self.config.per_page),
+        }
+        if listing.since is not None:
+            params["since"] = _format_time(listing.since)
+        headers = {"If-None-Match": etag} if etag else None
+        response = self._request("GET", f"repos/{self.repo}/issues", params=params, headers=headers)
+        if response.status_code == 304:
+            # Nothing changed since the response that etag names, and that response was
+            # read in full (see below), so there is nothing to yield and nothing to store.
+            return
+        fetched = {str(response.url)}
+        first = True
+        while True:
+            items = self.client.json(response)
+            if not isinstance(items, list):
+                raise MalformedResponse(
+                    self.name,
+                    f"the issue listing for {self.repo} is a JSON {type(items).__name__}, "
+                    "not a list",
+                )
+            page = self._read_page(items, listing)
+            next_url = self._next_url(response, fetched)
+            if next_url is None:
+                listing.settle(_server_time(response))
+            new_etag = response.headers.get("etag")
+            # An etag is worth keeping only if the next pull's first request is byte for
+            # byte this one (same `since`, so nothing newer than the old bookmark was read)
+            # and this page was the whole listing. GitHub's etag covers one page's body: a
+            # full page with no next link could still grow a second page while the first
+            # stays the same, so a short last page is required too. A 304 then means the
+            # listing is exactly the one read here.
+            keep = (
+                first
+                and next_url is None
+                and len(items) < self.config.per_page
+                and listing.unmoved
+                and new_etag is not None
+                and len(new_etag) <= _MAX_ETAG
+            )
+            page.cursor = listing.cursor(new_etag if keep else None)
+            # Only the items of this page are held; the caller applies it before the next.
+            yield page
+            if next_url is None:
+                return
+            first = False
+            response = self._request("GET", next_url)
+
+    def _next_url(self, response: httpx.Response, fetched: set[str]) -> str | None:
+        url = response.links.get("next", {}).get("url")
+        if url is None:
+            return None
+        # The next URL is followed as given, but the token goes with it: it must point at
+        # the configured API, and a loop of links must not poll forever.
+        if _origin(url) != _origin(self.config.base_url):
+            raise MalformedResponse(
+                self.name, "the Link header points away from the configured API; not followed"
+            )
+        if url in fetched:
+            raise MalformedResponse(self.name, "the Link header leads back to a page already read")
+        fetched.add(url)
+        return url
+
+    def _read_page(self, items: list[Any], listing: _Listing) -> Page:
+        page = Page()
+        for raw in items:
+            if isinstance(raw, dict) and "pull_request" in raw:
+                continue
+            item = _Item()
+            try:
+                obs = self._observe(raw, item)
+            except _Unreadable as exc:
+                quarantined = Quarantined(self.name, item.ref, exc.reason, _excerpt(raw))
+                if item.number is None or item.updated_at is None:
+                    page.quarantined.append(quarantined)
+                    continue
+                # Known number and time: remember it like any other item, so it is reported
+                # once, not at every cycle while it sits on the boundary.
+                fp = "q" + hashlib.blake2b(quarantined.payload.encode(), digest_size=8).hexdigest()
+                if not listing.is_repeat(item.number, item.updated_at, fp):
+                    page.quarantined.append(quarantined)
+                listing.record(item.number, item.updated_at, fp)
+                continue
+            assert item.number is not None  # set by _observe before it returns
+            fp = _fingerprint(obs)
+            if not listing.is_repeat(item.number, obs.updated_at, fp):
+                page.observations.append(obs)
+            listing.record(item.number, obs.updated_at, fp)
+        return page
+
+    def _observe(self, raw: object, item: _Item) -> Observation:
+        """Map one issue, filling `item` as fields are read so a failure can say which."""
+        if not isinstance(raw, dict):
+            raise _Unreadable(f"an issue is a JSON {type(raw).__name__}, not an object")
+        number = raw.get("number")
+        if type(number) is not int or number <= 0:
+            raise _Unreadable("number is missing or not a positive integer")
+        item.number, item.ref = number, f"{self.repo}#{number}"
+        item.updated_at = _parse_time(raw.get("updated_at"))
+        title = raw.get("title")
+        if not isinstance(title, str):
+            raise _Unreadable("title is missing or not a string")
+        body = raw.get("body")
+        if body is not None and not isinstance(body, str):
+            raise _Unreadable("body is not a string")
+        url = raw.get("html_url")
+        if (
+            not isinstance(url, str)
+            or len(url) > _MAX_URL
+            or not url.startswith(("https://", "http://"))
+        ):
+            raise _Unreadable("html_url is missing or not an http(s) URL")
+        owners = _logins(raw.get("assignees"), "assignees")
+        state = self._state(raw.get("state"), raw.get("state_reason"), raw.get("labels"))
+        user = raw.get("user")
+        login = user.get("login") if isinstance(user, dict) else None
+        # The requester is informational; a deleted account ("ghost") or an odd value is
+        # no reason to lose the issue.
+        requester = login if isinstance(login, str) and _LOGIN.match(login) else None
+        keys = github_issue_keys(self.repo, number)
+        return Observation(
+            source=self.name,
+            ref=item.ref,
+            url=url,
+            title=title[:_MAX_TITLE],
+            state=state,
+            owners=owners,
+            updated_at=item.updated_at,
+            requester=requester,
+            keys=keys,
+            mentions=tuple(k for k in extract_keys(title, body) if k not in keys),
+        )
+
+    def _state(self, native: object, reason: object, labels: object) -> State:
+        if native not in ("open", "closed"):
+            raise _Unreadable(f"state {str(native)[:40]!r} is neither 'open' nor 'closed'")
+        if reason is not None and not isinstance(reason, str):
+            raise _Unreadable("state_reason is not a string")
+        names = _label_names(labels)
+        if native == "open":
+            for key, state in self.config.states.items():
+                if key.startswith("label:") and key[len("label:") :] in names:
+                    return state
+            return self.map_state("open")
+        closed = self.map_state("closed", fallback="done")
+        return self.map_state(f"closed:{reason}", fallback=closed) if reason else closed
+
+    def read_owners(self, ref: str) -> tuple[str, ...]:
+        number = self._number(ref)
+        response = self._request("GET", f"repos/{self.repo}/issues/{number}")
+        return self._owners_in(response, ref)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def write_owner(
+        self, ref: str, add: str | None, remove: tuple[str, ...], handoff: Handoff
+    ) -> tuple[str, ...]:
+        number = self._number(ref)
+        path = f"repos/{self.repo}/issues/{number}/assignees"
+        owners: tuple[str, ...] | None = None
+        # Add before removing: if GitHub refuses the new owner, the issue keeps the old one
+        # instead of being left with nobody.
+        if add is not None:
+            owners = self._owners_in(self._write("POST", path, [add]), ref)
+            if add.lower() not in {o.lower() for o in owners}:
+                raise FatalError(
+                    self.name,
+                    f"GitHub did not assign {add} to {ref}; does {add} have push access to "
+                    f"{self.repo}? (an issue also takes at most 10 assignees)",
+                )
+        drop = [h for h in remove if add is None or h.lower() != add.lower()]
+        if drop:
+            owners = self._owners_in(self._write("DELETE", path, drop), ref)
+        return owners if owners is not None else self.read_owners(ref)
+
+    def _write(self, method: str, path: str, logins: list[str]) -> httpx.Response:
+        if self._last_write is not None:
+            wait = self.config.write_spacing - (time.monotonic() - self._last_write)
+            if wait > 0:
+                self.http.sleep(wait)
+        try:
+            return self._request(method, path, json_body={"assignees": logins})
+        finally:
+            self._last_write = time.monotonic()
+
+    def _number(self, ref: str) -> int:
+        repo, sep, number = ref.rpartition("#")
+        if not sep or repo.lower() != self.repo or not number.isdigit():
+            raise FatalError(self.name, f"{ref!r} is not an issue of {self.repo}")
+        return int(number)
+
+    def _owners_in(self, response: httpx.Response, ref: str) -> tuple[str, ...]:
+        if response.status_code not in (200, 201):
+            # A transferred issue answers 301; redirects are not followed with the token.
+            raise FatalError(
+                self.name, f"{ref} answered {response.status_code}; was the issue moved?"
+            )
+        issue = self.client.json(response)
+        try:
+            return _logins(issue.get("assignees") if isinstance(issue, dict) else None, "assignees")
+        except _Unreadable as exc:
+            raise MalformedResponse(self.name, f"{ref}: {exc.reason}") from None
+
+    # -- HTTP and rate limits -------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        response = self.client.request(
+            method, url, params=params, json_body=json_body, headers=headers
+        )
+        self._secondary_strikes = 0
+        return response
+
+    def _rate_limit_wait(self, response: httpx.Response) -> float | None:
+        """Seconds to wait before retrying, when `response` is a GitHub rate limit."""
+        if response.status_code not in (403, 429):
+            return None
+        headers = response.headers
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        secondary = "secondary rate limit" in response.text[:2000].lower()
+        if secondary and retry_after is not None:
+            return retry_after
+        if headers.get("x-ratelimit-remaining") == "0":
+            try:
+                reset = float(headers["x-ratelimit-reset"])
+            except (KeyError, ValueError):
+                return _SECONDARY_WAIT
+            # One second more than asked, so a clock slightly behind GitHub's doesn't retry
+            # a moment too early and spend another request on a refusal.
+            return max(0.0, reset - time.time()) + 1.0
+        # GitHub sends retry-after only with a rate limit, so a 403 carrying one is treated
+        # as one even when its message is worded differently.
+        if retry_after is not None:
+            return retry_after
+        if secondary:
+            wait = min(_SECONDARY_WAIT * 2.0**self._secondary_strikes, _SECONDARY_WAIT_CAP)
+            self._secondary_strikes += 1
+            return wait
+        return None  # a plain 403 (no access, blocked...) is fatal; a 429 uses the generic rule
+
+    def rate_budget(self) -> RateBudget | None:
+        response = self.client.last_response
+        if response is None or "x-ratelimit-remaining" not in response.headers:
+            return None
+
+        def number(name: str) -> int | None:
+            value = response.headers.get(name, "")
+            return int(value) if value.isdigit() else None
+
+        reset = number("x-ratelimit-reset")
+        return RateBudget(
+            remaining=number("x-ratelimit-remaining"),
+            limit=number("x-ratelimit-limit"),
+            reset_at=datetime.fromtimestamp(reset, UTC) if reset is not None else None,
+        )
+
+    def request_counts(self) -> Counter[str]:
+        return Counter(self.client.counts)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+ADAPTER = GitHubAdapter

@@ -1,0 +1,325 @@
+"""Plain-text views of what syncd.queries returns, for people at a terminal.
+
+Scripts should use `--json` instead: these layouts may change. All times are shown in UTC,
+to the second, with a trailing "Z".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from syncd.ledger import parse_iso
+
+NONE = "-"
+# Wide enough to recognise a request, narrow enough to keep one row per line.
+TITLE_WIDTH = 48
+ERROR_WIDTH = 160
+
+
+def clip(text: str | None, width: int) -> str:
+    if text is None:
+        return NONE
+    text = " ".join(text.split())  # titles and errors may hold newlines
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def when(ts: str | None) -> str:
+    dt = parse_iso(ts)
+    return dt.strftime("%Y-%m-%d %H:%M:%SZ") if dt else NONE
+
+
+def span(seconds: float | None) -> str:
+    """A coarse duration: "45s", "12m", "3h 5m", "2d 4h"."""
+    if seconds is None:
+        return NONE
+    s = int(max(0, seconds))
+    days, rest = divmod(s, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def ago(ts: str | None, now: datetime) -> str:
+    dt = parse_iso(ts)
+    return f"{span((now - dt).total_seconds())} ago" if dt else NONE
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str | int | None]]) -> str:
+    """Columns padded to their widest cell; None shows as "-". The last column is not padded,
+    so a long title or error does not push trailing spaces onto every line."""
+    cells = [[NONE if c is None else str(c) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    lines = []
+    for row in [list(headers), *cells]:
+        padded = [c.ljust(widths[i]) for i, c in enumerate(row[:-1])] + [row[-1]]
+        lines.append("  ".join(padded).rstrip())
+    return "\n".join(lines)
+
+
+def owner_text(owner: str | None, name: str | None = None) -> str:
+    if owner is None:
+        return "(unowned)"
+    return f"{owner} ({name})" if name and name != owner else owner
+
+
+def requests_view(rows: list[dict[str, Any]], now: datetime) -> str:
+    if not rows:
+        return "no matching requests"
+    return table(
+        ["REQUEST", "STATE", "OWNER", "SOURCES", "LAST ACTIVITY", "TITLE"],
+        [
+            [
+                r["key"],
+                r["state"],
+                r["owner"] or "(unowned)",
+                ",".join(r["sources"]) or NONE,
+                ago(r["last_activity_at"], now),
+                clip(r["title"], TITLE_WIDTH),
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _writeback(wb: Mapping[str, Any] | None) -> str:
+    if wb is None:
+        return "in step"
+    target = wb["value"] if wb["value"] is not None else "(unassign)"
+    if wb["status"] == "pending":
+        text = f"pending: {target}"
+        if wb["attempts"]:
+            text += f", {wb['attempts']} failed attempts, next {when(wb['next_attempt_at'])}"
+    else:
+        text = f"{wb['status']}: {target}"
+    if wb["reason"]:
+        text += f" ({clip(wb['reason'], ERROR_WIDTH)})"
+    return text
+
+
+def describe_event(e: Mapping[str, Any]) -> str:
+    """One event as a sentence fragment: what changed, where, by whom, and why."""
+    kind = e["kind"]
+    frm, to = e["from_value"] or "(none)", e["to_value"] or "(none)"
+    if kind == "created":
+        text = f"created as {e['to_value']!r}"
+    elif kind == "linked":
+        text = f"linked {e['to_value']}"
+    elif kind in ("owner_changed", "state_changed"):
+        text = f"{e['field']}: {frm} -> {to}"
+    elif kind == "conflict":
+        text = f"conflict on {e['field']}: kept {to}, lost {frm}"
+    elif kind == "writeback":
+        text = f"write-back of {to}: {e['detail']}" if e["detail"] else f"write-back of {to}"
+    else:
+        text = kind
+    if e["source"]:
+        text += f" via {e['source']}"
+    if e["actor"]:
+        text += f" by {e['actor']}"
+    if e["note"]:
+        text += f': "{e["note"]}"'
+    if e["detail"]:
+        text += f" [{clip(e['detail'], ERROR_WIDTH)}]"
+    return text
+
+
+def request_view(r: Mapping[str, Any]) -> str:
+    out = [
+        f"{r['key']}  {r['title']}",
+        f"  state    {r['state']}, since {when(r['state_at'])}",
+        f"  owner    {owner_text(r['owner'], r['owner_name'])}"
+        + (f", since {when(r['owner_at'])}" if r["owner_at"] else ""),
+        f"  created  {when(r['created_at'])}",
+        f"  updated  {when(r['updated_at'])}",
+        "",
+        "Linked items:",
+    ]
+    if r["links"]:
+        body = table(
+            ["SOURCE", "REF", "OWNER THERE", "STATE THERE", "WRITE-BACK", "URL"],
+            [
+                [
+                    f"{link['source']} ({link['kind']})",
+                    link["ref"],
+                    link["snapshot_owner"] or "(unowned)",
+                    link["snapshot_state"],
+                    _writeback(link["writeback"]),
+                    link["url"] or NONE,
+                ]
+                for link in r["links"]
+            ],
+        )
+        out += ["  " + line for line in body.splitlines()]
+    else:
+        out.append("  (none)")
+    out += ["", "Timeline:"]
+    out += [
+        f"  {when(e['source_at'] or e['at'])}  {e['kind']:<13}  {describe_event(e)}"
+        for e in r["events"]
+    ]
+    return "\n".join(out)
+
+
+def history_view(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no handoffs"
+    return table(
+        ["WHEN", "REQUEST", "KIND", "FROM", "TO", "WHERE", "WHO", "NOTE"],
+        [
+            [
+                when(r["when"]),
+                r["request"],
+                r["kind"] if r["kind"] != "conflict" else f"conflict:{r['field']}",
+                r["from_value"] or "(none)",
+                r["to_value"] or "(none)",
+                r["source"],
+                r["actor"],
+                clip(r["note"] or r["detail"], ERROR_WIDTH) if (r["note"] or r["detail"]) else None,
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _rate(s: Mapping[str, Any]) -> str | None:
+    if s["rate_remaining"] is None:
+        return None
+    text = f"{s['rate_remaining']}/{s['rate_limit'] if s['rate_limit'] is not None else '?'}"
+    if s["rate_reset_at"]:
+        text += f" reset {when(s['rate_reset_at'])}"
+    return text
+
+
+def status_view(st: Mapping[str, Any]) -> str:
+    sources = st["sources"]
+    out = []
+    if sources:
+        out.append(
+            table(
+                [
+                    "SOURCE",
+                    "HEALTH",
+                    "LAST SUCCESS",
+                    "LAG",
+                    "ITEMS",
+                    "PENDING",
+                    "DEAD",
+                    "SKIPPED",
+                    "QUARANTINED",
+                    "RATE LIMIT",
+                    "RETRY AT",
+                ],
+                [
+                    [
+                        f"{s['source']} ({s['kind'] or '?'})",
+                        s["health"],
+                        when(s["last_success_at"]),
+                        span(s["lag_seconds"]),
+                        s["items_seen"],
+                        s["outbox_pending"],
+                        s["outbox_dead"],
+                        s["outbox_skipped"],
+                        s["quarantined"],
+                        _rate(s),
+                        when(s["retry_at"]),
+                    ]
+                    for s in sources
+                ],
+            )
+        )
+        for s in sources:
+            if s["last_error"]:
+                out.append(
+                    f"{s['source']}: last poll failed {when(s['last_error_at'])}: "
+                    f"{clip(s['last_error'], ERROR_WIDTH)}"
+                )
+    else:
+        out.append("no sources have been polled yet")
+    t = st["totals"]
+    out.append(
+        f"totals: {t['requests']} requests ({t['open']} open, {t['unowned_open']} of them "
+        f"unowned); write-backs {t['outbox_pending']} pending, {t['outbox_dead']} dead, "
+        f"{t['outbox_skipped']} skipped; {t['quarantined']} items quarantined"
+    )
+    return "\n".join(out)
+
+
+def people_view(data: Mapping[str, Any]) -> str:
+    out = []
+    if data["people"]:
+        out.append(
+            table(
+                ["PERSON", "NAME", "OPEN", "HANDLES"],
+                [
+                    [
+                        p["id"],
+                        p["name"],
+                        p["owned_open"],
+                        "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(p["handles"].items()))
+                        or None,
+                    ]
+                    for p in data["people"]
+                ],
+            )
+        )
+    else:
+        out.append("no people in the ledger (add [[people]] to the config; the daemon loads them)")
+    out.append("")
+    if data["unmapped"]:
+        out.append("Unmapped identities (seen in a tool, claimed by no [[people]] entry):")
+        body = table(
+            ["OWNER", "FIRST SEEN", "LAST SEEN", "OPEN"],
+            [
+                [u["owner"], when(u["first_seen_at"]), when(u["last_seen_at"]), u["owned_open"]]
+                for u in data["unmapped"]
+            ],
+        )
+        out += ["  " + line for line in body.splitlines()]
+    else:
+        out.append("no unmapped identities")
+    return "\n".join(out)
+
+
+def assign_view(before: str | None, after: Mapping[str, Any], actor: str) -> str:
+    """What an operator handoff changed and what it will write back where."""
+    out = [
+        f"{after['key']}: {owner_text(before)} -> {owner_text(after['owner'], after['owner_name'])} "
+        f"(by {actor})"
+    ]
+    if not after["links"]:
+        out.append("no linked items: nothing to write back")
+        return "\n".join(out)
+    rows = []
+    for link in after["links"]:
+        wb = link["writeback"]
+        if wb is None or wb["status"] != "pending":
+            plan = "nothing to write: already shows this owner"
+        elif wb["value"] is None:
+            plan = "remove the owner"
+        elif link["owner_handles"]:
+            plan = f"set owner to {', '.join(link['owner_handles'])}"
+        else:
+            plan = (
+                f"will be skipped: {wb['value']} has no {link['kind']} handle "
+                "(add one under [[people]])"
+            )
+        rows.append([f"{link['source']} ({link['kind']})", link["ref"], plan])
+    out.append("Write-backs:")
+    out += ["  " + line for line in table(["SOURCE", "REF", "PLAN"], rows).splitlines()]
+    out.append("The daemon writes these on its next cycle (or run `syncd sync --once`).")
+    return "\n".join(out)

@@ -1,0 +1,5 @@
+"""Loopback emulators of the source APIs, for tests, the demo and the benchmark.
+
+`server` holds the generic framework (routes, fault injection, traffic recording); each
+vendor module (`github`, ...) builds a stateful emulator of that vendor's REST API on it.
+"""

@@ -1,0 +1,42 @@
+"""Shared fixtures: the session's contract trace, and loopback emulators recording into it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from syncd.http import TraceWriter
+from syncd.sandbox.github import GitHubEmulator
+
+CONTRACT_TEST_FILE = "test_contract.py"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The contract check reads the traffic every other test recorded, so it runs last.
+    # sort() is stable: everything else keeps its order.
+    items.sort(key=lambda item: item.path.name == CONTRACT_TEST_FILE)
+
+
+@pytest.fixture(scope="session")
+def contract_trace_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every *.jsonl file here is checked against the API descriptions at the end.
+
+    Tests that run an adapter with --trace-http should point it at a file in this directory.
+    """
+    return tmp_path_factory.mktemp("contract-traces")
+
+
+@pytest.fixture(scope="session")
+def contract_trace(contract_trace_dir: Path) -> TraceWriter:
+    """The trace the emulators record their side of every exchange into."""
+    return TraceWriter(contract_trace_dir / "emulators.jsonl")
+
+
+@pytest.fixture
+def github_emulator(contract_trace: TraceWriter) -> Iterator[GitHubEmulator]:
+    with GitHubEmulator(trace=contract_trace) as emulator:
+        yield emulator
+    # A handler crash was answered with a 500; it is an emulator bug, not a test outcome.
+    assert not emulator.errors, f"the GitHub emulator crashed: {emulator.errors!r}"

@@ -1,0 +1,231 @@
+"""The configuration file, and `syncd config check`, which an admin runs before starting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from syncd.cli import cli
+from syncd.config import default_ledger_path, load_config
+from syncd.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "syncd.example.toml"
+SECRET = "ghp_n0tReallyAT0kenButL0ngEnough42"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("SYNCD_CONFIG", "GITHUB_TOKEN", "STATE_DIRECTORY", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def check(config: Path, *extra: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(
+        cli, [*extra, "--config", str(config), "config", "check"], env=env, catch_exceptions=False
+    )
+
+
+def problems(result: Result) -> list[str]:
+    """The field paths named by each "syncd: error: FILE: PATH: message" line."""
+    # With --debug a traceback comes first; the problems are the "syncd: error:" lines.
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("syncd: error: ")]
+    return [line.split(": ")[3] for line in lines]
+
+
+# -- the example config --------------------------------------------------------------------
+
+
+def test_the_example_config_passes_check_when_the_token_is_set() -> None:
+    result = check(EXAMPLE, env={"GITHUB_TOKEN": SECRET})
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "ok: 1 source, 2 people, ledger /var/lib/syncd/ledger.db\n"
+    assert SECRET not in result.output
+
+
+def test_the_example_config_says_which_secret_is_missing() -> None:
+    result = check(EXAMPLE)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"syncd: error: {EXAMPLE}: sources[0] (api): "
+        "environment variable GITHUB_TOKEN is not set or empty"
+    ]
+
+
+def test_the_example_config_covers_what_admins_set() -> None:
+    config = load_config(EXAMPLE, resolve=False)
+    source = config.source("api")
+    assert source.type == "github"
+    assert source.states  # the [sources.states] overrides are shown
+    assert {"github", "jira", "trello", "email"} <= set(config.people[0].handles)
+    text = EXAMPLE.read_text()
+    for documented in ("jitter", "hang_after", "max_write_attempts", "per_page", "write_spacing"):
+        assert f"\n{documented} = " in text, documented
+    # The file and credential ways of giving a token are documented next to the env one.
+    assert '{ file = "' in text
+    assert '{ credential = "' in text
+
+
+def test_check_reports_the_ledger_given_on_the_command_line() -> None:
+    result = check(EXAMPLE, "--ledger", "/srv/syncd/ledger.db", env={"GITHUB_TOKEN": SECRET})
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("ledger /srv/syncd/ledger.db\n")
+
+
+# -- bad configs ---------------------------------------------------------------------------
+
+BAD = """\
+ledger = "ledger.db"
+
+[daemon]
+jitter = "soon"
+max_write_attempts = 0
+
+[[sources]]
+name = "API"
+type = "github"
+repo = "not-a-repo"
+token = "inline-secret-value"
+
+[[sources]]
+name = "ops"
+type = "jira2"
+
+[[sources]]
+name = "web"
+type = "github"
+repo = "acme/web"
+token = { env = "SYNCD_TEST_SECRET", file = "/etc/syncd/web-token" }
+
+[[people]]
+id = "Alice:x"
+"""
+
+
+def test_check_lists_every_problem_on_its_own_line_naming_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "syncd.toml"
+    config.write_text(BAD)
+    result = check(config, env={"SYNCD_TEST_SECRET": SECRET})
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert problems(result) == [
+        "sources[0] (API).name",
+        "sources[0] (API).repo",
+        "sources[0] (API).token",
+        "sources[1] (ops).type",
+        "sources[2] (web).token",
+        "daemon.jitter",
+        "daemon.max_write_attempts",
+        "people[0].id",
+    ]
+    assert all(str(config) in line for line in result.stderr.splitlines())
+    assert "unknown source type 'jira2'" in result.stderr
+    assert "secrets are not read inline" in result.stderr
+    # Neither a secret from the environment nor one typed inline is ever echoed back.
+    assert SECRET not in result.output
+    assert "inline-secret-value" not in result.output
+
+
+def test_a_secret_read_during_check_never_appears_even_with_debug(tmp_path: Path) -> None:
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        'ledger = "ledger.db"\n[[sources]]\nname = "api"\ntype = "github"\n'
+        'repo = "acme/api"\ntoken = { env = "SYNCD_TEST_SECRET" }\n'
+        '[[sources]]\nname = "api"\ntype = "github"\nrepo = "acme/web"\n'
+        'token = { env = "SYNCD_TEST_SECRET" }\n'
+    )
+    result = check(config, "--debug", env={"SYNCD_TEST_SECRET": SECRET})
+    assert result.exit_code == 1
+    assert problems(result) == ["sources[1] (api).name"]
+    assert "duplicate source name 'api'" in result.stderr
+    assert SECRET not in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ledger = \n", "not valid TOML"),
+        ("[[sources]]\nname = 'x'\n", "sources[0] (x).type: field required"),
+        ("colour = 'blue'\n", "colour: Extra inputs are not permitted"),
+    ],
+)
+def test_check_explains_unusable_files(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "syncd.toml"
+    config.write_text(text)
+    result = check(config)
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"syncd: error: {config}: ")
+    assert message in line
+
+
+def test_check_of_a_missing_file(tmp_path: Path) -> None:
+    result = check(tmp_path / "nope.toml")
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert "file not found" in line
+
+
+def test_the_config_path_comes_from_the_environment(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["config", "check"],
+        env={"SYNCD_CONFIG": str(tmp_path / "from-env.toml")},
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 1
+    assert str(tmp_path / "from-env.toml") in result.stderr
+
+
+# -- where secrets and the ledger come from --------------------------------------------------
+
+
+def github_source(token: str) -> str:
+    return f'[[sources]]\nname = "api"\ntype = "github"\nrepo = "acme/api"\ntoken = {token}\n'
+
+
+def test_secrets_from_a_file_and_a_systemd_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(SECRET + "\n")
+    config = tmp_path / "file.toml"
+    config.write_text(github_source(f'{{ file = "{token_file}" }}'))
+    assert load_config(config).sources[0].secret("token") == SECRET
+
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "github-token").write_text("cred-" + SECRET)
+    config = tmp_path / "cred.toml"
+    config.write_text(github_source('{ credential = "github-token" }'))
+    with pytest.raises(ConfigError, match=r"needs \$CREDENTIALS_DIRECTORY"):
+        load_config(config)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert load_config(config).sources[0].secret("token") == "cred-" + SECRET
+
+
+def test_reading_without_resolving_needs_no_secret(tmp_path: Path) -> None:
+    config = tmp_path / "syncd.toml"
+    config.write_text(github_source('{ env = "GITHUB_TOKEN" }'))
+    with pytest.raises(ConfigError, match="GITHUB_TOKEN is not set"):
+        load_config(config)
+    assert load_config(config, resolve=False).sources[0].name == "api"
+
+
+def test_a_relative_ledger_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "syncd.toml"
+    config.parent.mkdir()
+    config.write_text('ledger = "data/ledger.db"\n')
+    assert load_config(config).ledger == tmp_path / "etc" / "data" / "ledger.db"
+
+
+def test_the_default_ledger_follows_systemds_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert default_ledger_path() == "/var/lib/syncd/ledger.db"
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path}/state:/var/lib/other")
+    assert default_ledger_path() == f"{tmp_path}/state/ledger.db"
+    config = tmp_path / "syncd.toml"
+    config.write_text("")
+    assert load_config(config).ledger == tmp_path / "state" / "ledger.db"
