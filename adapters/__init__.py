@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 # type name in config -> module under syncd.adapters
 ADAPTER_MODULES: dict[str, str] = {
     "github": "github",
+    "jira": "jira",
+    "trello": "trello",
 }
 
 

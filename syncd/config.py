@@ -178,6 +178,9 @@ class DaemonConfig(Strict):
     jitter: Duration = timedelta(seconds=5)
     # A job running longer than this is taken as hung (see the watchdog).
     hang_after: Duration = timedelta(minutes=10)
+    # On SIGTERM, polls still running after this long (stuck in a slow request) are left
+    # behind and the daemon exits anyway; keep it below the unit's TimeoutStopSec.
+    stop_timeout: Duration = timedelta(seconds=20)
     # Write-backs that failed this many times are dead-lettered.
     max_write_attempts: int = Field(default=8, ge=1, le=100)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,7 +68,12 @@ class Engine:
     def _count(self, adapter: Adapter[Any]) -> int:
         return sum(adapter.request_counts().values())
 
-    def poll(self, name: str, stop: threading.Event | None = None) -> PollResult:
+    def poll(
+        self,
+        name: str,
+        stop: threading.Event | None = None,
+        progress: Callable[[], None] | None = None,
+    ) -> PollResult:
         adapter = self.adapters[name]
         kind = adapter.kind
         result = PollResult(name, ok=True)
@@ -78,6 +84,8 @@ class Engine:
                 stats = self.ledger.apply_page(name, kind, page, self.directory)
                 _add(result.applied, stats)
                 result.pages += 1
+                if progress is not None:
+                    progress()
                 if stop is not None and stop.is_set():
                     # The page in hand is applied; the rest is read next time.
                     break
@@ -115,7 +123,7 @@ class Engine:
         )
         return result
 
-    def drain(self, name: str) -> DrainStats:
+    def drain(self, name: str, progress: Callable[[], None] | None = None) -> DrainStats:
         adapter = self.adapters[name]
         try:
             return drain(
@@ -123,16 +131,23 @@ class Engine:
                 adapter,
                 self.directory,
                 max_attempts=self.config.daemon.max_write_attempts,
+                progress=progress,
             )
         except Exception:
             log.exception("write-back crashed", source=name)
             return DrainStats(failed=1)
 
-    def run_source(self, name: str, stop: threading.Event | None = None) -> PollResult:
-        """What the daemon's job for one source does: poll, then pay what is owed to it."""
-        result = self.poll(name, stop)
+    def run_source(
+        self,
+        name: str,
+        stop: threading.Event | None = None,
+        progress: Callable[[], None] | None = None,
+    ) -> PollResult:
+        """What the daemon's job for one source does: poll, then pay what is owed to it.
+        `progress` is called after each page and each write (the watchdog's evidence)."""
+        result = self.poll(name, stop, progress)
         if stop is None or not stop.is_set():
-            self.drain(name)
+            self.drain(name, progress)
         return result
 
     def sync_once(self, names: list[str] | None = None) -> list[PollResult]:

@@ -2,16 +2,29 @@
 
 One apscheduler job per source (interval plus jitter, never two runs of the same source at
 once, missed runs coalesced into one). The jobs share one Ledger object, which is the single
-writer. The main thread only waits: it handles signals, pings the watchdog while work is
-progressing, and keeps systemd's STATUS line current.
+writer. The main thread owns everything systemd sees, over the notify protocol:
 
-SIGTERM/SIGINT: running jobs finish the page in hand (its transaction commits), then exit 0.
-SIGHUP: reload the config; an invalid one is logged and the old one keeps running.
+- READY=1 once the config is loaded and the ledger opened, locked and migrated.
+- STATUS= every tick: a one-line summary (see syncd.health.status_line).
+- WATCHDOG=1 every tick, but only while syncd.health.health() finds the scheduler starting
+  jobs on time and no poll running past `hang_after`. There is no pinging thread: a hung
+  adapter or a stalled scheduler stops the pings, and systemd restarts the service.
+- SIGHUP: RELOADING=1, reload the config, READY=1. An invalid config is logged and the old
+  one keeps running.
+- SIGTERM/SIGINT: STOPPING=1; polls finish the page in hand (its transaction commits), then
+  exit 0. A poll still stuck in a request after `stop_timeout` is abandoned, so the stop
+  always ends before systemd's TimeoutStopSec.
+
+Signal handlers only set events: the main loop does the work, because logging or touching
+the ledger from inside a handler could deadlock on a lock the interrupted code holds.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,22 +35,27 @@ from typing import Any
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.config import Config, load_config
 from syncd.cycle import Engine
-from syncd.errors import SyncdError
-from syncd.health import JobState, Progress, health, status_line
+from syncd.errors import ConfigError, SyncdError
+from syncd.health import JobState, Progress, Verdict, health, status_line
 from syncd.http import HttpOptions
 from syncd.ledger import Ledger, now_utc
 from syncd.notify import Notifier, watchdog_interval
 
 log = structlog.get_logger("syncd.daemon")
 
-# How often the main thread wakes when systemd set no watchdog: keeps STATUS fresh.
+# How often the main loop wakes when systemd set no watchdog (or a slow one): keeps STATUS
+# fresh and notices hangs within a second.
 _TICK = 1.0
 # At most this many sources poll at the same time; each has its own HTTP client.
 _MAX_WORKERS = 8
+# After stop_timeout, how long to wait for a write transaction in progress to commit.
+_QUIESCE = 2.0
+_STOP_POLL = 0.05
 
 
 class Daemon:
@@ -58,13 +76,31 @@ class Daemon:
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
         self.progress = Progress(started_at=now_utc())
+        # Guards progress, the current engine and which engine each running job uses.
         self._state_lock = threading.Lock()
+        self._in_use: dict[str, Engine] = {}
         self._retired: list[Engine] = []
+        self._signal: int | None = None
+        self._healthy = True
+        self._reload_note: str | None = None
         self.config = self._load()
         path = ledger_path or self.config.ledger
-        self.ledger = Ledger(path)
-        self.ledger.acquire_daemon_lock()
-        self.engine = Engine(self.config, self.ledger, self.http)
+        # Locked before migrating: a second daemon on this ledger refuses without touching it.
+        self.ledger = Ledger(path, daemon=True)
+        try:
+            self.engine = Engine(self.config, self.ledger, self.http)
+        except BaseException:
+            self.ledger.close()
+            raise
+        try:
+            # The main thread reads through a connection of its own. Under WAL a reader never
+            # waits for the writer, so a job in a long transaction (or queued behind an
+            # operator's write) cannot delay the watchdog decision or signal handling.
+            self.reader = Ledger(path, readonly=True)
+        except BaseException:
+            self.engine.close()
+            self.ledger.close()
+            raise
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=_MAX_WORKERS)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -77,21 +113,27 @@ class Daemon:
     # -- jobs --------------------------------------------------------------------------
 
     def _schedule(self) -> None:
+        """Add (or replace) one job per enabled source of the current engine, each due now."""
         jitter = self.config.daemon.jitter.total_seconds()
         now = now_utc()
+        names = sorted(self.engine.adapters)
         with self._state_lock:
-            for name in self.engine.adapters:
-                source = self.config.source(name)
-                self.progress.jobs.setdefault(
-                    name, JobState(source.interval)
-                ).interval = source.interval
-            for gone in set(self.progress.jobs) - set(self.engine.adapters):
+            for name in names:
+                interval = self.config.source(name).interval
+                job = self.progress.jobs.setdefault(name, JobState(interval, scheduled_at=now))
+                job.interval = interval
+            for gone in set(self.progress.jobs) - set(names):
                 del self.progress.jobs[gone]
-        for name in self.engine.adapters:
-            source = self.config.source(name)
+        for scheduled in self.scheduler.get_jobs():
+            if scheduled.id not in names:
+                scheduled.remove()
+        for name in names:
             self.scheduler.add_job(
                 self._job,
-                IntervalTrigger(seconds=source.interval.total_seconds(), jitter=jitter or None),
+                IntervalTrigger(
+                    seconds=self.config.source(name).interval.total_seconds(),
+                    jitter=jitter or None,
+                ),
                 args=[name],
                 id=name,
                 name=f"poll {name}",
@@ -102,88 +144,174 @@ class Daemon:
     def _job(self, name: str) -> None:
         if self.stop.is_set():
             return
-        engine = self.engine
         with self._state_lock:
+            # Read under the lock that reload() swaps engines under, and record which engine
+            # this run uses, so a reload never closes an engine a job is still using.
+            engine = self.engine
             job = self.progress.jobs.get(name)
-            if job is None:
+            if job is None or name not in engine.adapters:
                 return
-            job.last_start = job.running_since = now_utc()
+            job.started(now_utc())
+            self._in_use[name] = engine
+        ok: bool = False
+        error: str | None = "internal error"
         try:
-            result = engine.run_source(name, self.stop)
+            result = engine.run_source(name, self.stop, progress=lambda: self._progressed(job))
             ok, error = result.ok, result.error
         except Exception as exc:  # keep the scheduler alive whatever one source does
             log.exception("job crashed", source=name)
-            ok, error = False, f"internal error: {type(exc).__name__}"
+            error = f"internal error: {type(exc).__name__}"
+        finally:
+            with self._state_lock:
+                job.finished(now_utc(), ok, error)
+                self._in_use.pop(name, None)
+
+    def _progressed(self, job: JobState) -> None:
         with self._state_lock:
-            job.running_since = None
-            job.last_end = now_utc()
-            job.last_ok, job.last_error = ok, error
+            job.progressed(now_utc())
+
+    def _running(self) -> list[str]:
+        with self._state_lock:
+            return sorted(self._in_use)
 
     # -- signals and reload ------------------------------------------------------------
 
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", signal=signal.Signals(signum).name)
+        self._signal = signum
         self.stop.set()
 
     def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
         self.reload_requested.set()
 
     def reload(self) -> bool:
-        self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={_monotonic_usec()}")
+        """Load the config again and switch to it; on any problem keep the running one."""
+        self.notifier.send(
+            "RELOADING=1",
+            f"MONOTONIC_USEC={time.monotonic_ns() // 1000}",
+            "STATUS=reloading the configuration",
+        )
+        log.info("reloading", config=str(self.config_path))
         try:
             config = self._load()
-            if config.ledger != self.config.ledger and self.ledger_override is None:
-                log.warning(
-                    "ledger path changed in config; restart syncd to use it",
-                    ledger=str(config.ledger),
-                )
             engine = Engine(config, self.ledger, self.http)
-        except SyncdError as exc:
-            log.error("reload failed; still running the previous config", error=str(exc))
-            self.notifier.send(
-                "READY=1",
-                f"STATUS=reload failed, previous config kept: {str(exc).splitlines()[0][:120]}",
-            )
+        except Exception as exc:
+            problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+            if isinstance(exc, SyncdError):
+                log.error(
+                    "reload failed; still running the previous config",
+                    config=str(self.config_path),
+                    problems=problems,
+                )
+            else:
+                log.exception("reload failed; still running the previous config")
+            when = now_utc().astimezone().strftime("%H:%M")
+            self._reload_note = f"reload at {when} failed, previous config kept"
+            self.notifier.send("READY=1")
             return False
-        self._retired.append(self.engine)
-        self.engine, self.config = engine, config
-        for job in self.scheduler.get_jobs():
-            if job.id not in engine.adapters:
-                job.remove()
+        if self.ledger_override is None and config.ledger != self.ledger.path:
+            log.warning(
+                "the ledger path changed in the config; restart syncd to use it",
+                ledger=str(config.ledger),
+                in_use=str(self.ledger.path),
+            )
+        with self._state_lock:
+            self._retired.append(self.engine)
+            self.engine, self.config = engine, config
         self._schedule()
+        self._reload_note = None
         log.info("config reloaded", sources=sorted(engine.adapters))
         self.notifier.send("READY=1")
         return True
 
     def _close_retired(self) -> None:
         with self._state_lock:
-            busy = any(j.running_since for j in self.progress.jobs.values())
-        if not busy:
-            for engine in self._retired:
-                engine.close()
-            self._retired.clear()
+            in_use = [id(e) for e in self._in_use.values()]
+            idle = [e for e in self._retired if id(e) not in in_use]
+            self._retired = [e for e in self._retired if id(e) in in_use]
+        for engine in idle:
+            engine.close()
 
     # -- main loop ---------------------------------------------------------------------
 
-    def _tick(self) -> None:
-        now = now_utc()
-        hang, jitter = self.config.daemon.hang_after, self.config.daemon.jitter
-        with self._state_lock:
-            healthy, reason = health(self.progress, now, hang, jitter)
-            pending, dead = self._outbox_depth()
-            line = status_line(self.progress, pending, dead, now, hang, jitter)
-        self.notifier.send(f"STATUS={line}")
-        if healthy:
-            self.notifier.send("WATCHDOG=1")
-        else:
-            log.error("not making progress; withholding watchdog ping", reason=reason)
+    def _scheduler_running(self) -> bool:
+        return bool(self.scheduler.state == STATE_RUNNING)
 
     def _outbox_depth(self) -> tuple[int, int]:
-        rows = self.ledger.rows(
-            "SELECT status, count(*) AS n FROM outbox WHERE status IN ('pending', 'dead') GROUP BY status"
+        rows = self.reader.rows(
+            "SELECT status, count(*) AS n FROM outbox WHERE status IN ('pending', 'dead') "
+            "GROUP BY status"
         )
         by = {r["status"]: r["n"] for r in rows}
         return by.get("pending", 0), by.get("dead", 0)
+
+    def check(self) -> tuple[Verdict, str]:
+        """The watchdog verdict and the STATUS line, as of now."""
+        now = now_utc()
+        daemon = self.config.daemon
+        running = self._scheduler_running()
+        try:
+            pending, dead = self._outbox_depth()
+            unreadable = None
+        except sqlite3.Error as exc:
+            pending = dead = 0
+            unreadable = f"ledger unreadable: {exc}"
+        notes = [n for n in (self._reload_note, unreadable) if n]
+        with self._state_lock:
+            verdict = health(
+                self.progress, now, daemon.hang_after, daemon.jitter, scheduler_running=running
+            )
+            line = status_line(
+                self.progress,
+                pending,
+                dead,
+                now,
+                daemon.hang_after,
+                daemon.jitter,
+                scheduler_running=running,
+                notes=notes,
+            )
+        if unreadable and verdict.healthy:
+            # Nothing can be applied to a ledger that cannot be read: let systemd restart us.
+            verdict = Verdict(False, unreadable)
+        return verdict, line
+
+    def _tick(self) -> None:
+        verdict, line = self.check()
+        if verdict.healthy:
+            self.notifier.send(f"STATUS={line}", "WATCHDOG=1")
+        else:
+            self.notifier.send(f"STATUS={line}")
+        # Logged on the change only: one line when it starts, one when it ends.
+        if self._healthy and not verdict.healthy:
+            log.error("not making progress; withholding watchdog pings", reason=verdict.reason)
+        elif verdict.healthy and not self._healthy:
+            log.info("making progress again; watchdog pings resumed")
+        self._healthy = verdict.healthy
+
+    def _shutdown(self) -> bool:
+        """Stop scheduling, give running polls `stop_timeout` to finish the page in hand.
+        True when every poll finished; False when some were abandoned."""
+        name = signal.Signals(self._signal).name if self._signal else None
+        self.notifier.send("STOPPING=1", "STATUS=stopping")
+        log.info("stopping", signal=name, running=self._running())
+        # wait=False: the executor would otherwise wait for every running job, however long
+        # its HTTP request takes, and systemd would SIGKILL us at TimeoutStopSec.
+        self.scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + self.config.daemon.stop_timeout.total_seconds()
+        while self._running() and time.monotonic() < deadline:
+            time.sleep(_STOP_POLL)
+        stuck = self._running()
+        if not stuck:
+            return True
+        log.warning(
+            "polls still running at stop_timeout; exiting without them "
+            "(their sources are read again from the last committed page)",
+            sources=stuck,
+            stop_timeout=self.config.daemon.stop_timeout.total_seconds(),
+        )
+        if not self.ledger.quiesce(_QUIESCE):
+            log.warning("a write transaction did not end in time; SQLite will roll it back")
+        return False
 
     def run(self) -> int:
         old: dict[signal.Signals, Any] = {}
@@ -193,11 +321,20 @@ class Daemon:
             (signal.SIGHUP, self._on_hup),
         ):
             old[signum] = signal.signal(signum, handler)
+        clean = True
         try:
             self._schedule()
             self.scheduler.start()
-            log.info("started", ledger=str(self.ledger.path), sources=sorted(self.engine.adapters))
-            self.notifier.send("READY=1", f"STATUS=started, {len(self.engine.adapters)} sources")
+            log.info(
+                "started",
+                pid=os.getpid(),
+                config=str(self.config_path),
+                ledger=str(self.ledger.path),
+                sources=sorted(self.engine.adapters),
+            )
+            _, line = self.check()
+            self.notifier.send("READY=1", f"STATUS={line}")
+            # Half the watchdog period at most, as systemd asks; a second at most, for STATUS.
             tick = min(_TICK, watchdog_interval() or _TICK)
             while not self.stop.wait(tick):
                 if self.reload_requested.is_set():
@@ -205,20 +342,24 @@ class Daemon:
                     self.reload()
                 self._close_retired()
                 self._tick()
-            self.notifier.send("STOPPING=1")
-            # Jobs see `stop` after the page in hand; wait=True lets that transaction commit.
-            self.scheduler.shutdown(wait=True)
-            log.info("stopped")
+            clean = self._shutdown()
+            log.info("stopped", clean=clean)
             return 0
         finally:
             for signum, previous in old.items():
                 signal.signal(signum, previous)
-            self.engine.close()
-            for engine in self._retired:
-                engine.close()
-            self.ledger.close()
-            self.notifier.close()
-
-
-def _monotonic_usec() -> int:
-    return time.monotonic_ns() // 1000
+            if clean:
+                self.engine.close()
+                for engine in self._retired:
+                    engine.close()
+                self.reader.close()
+                self.ledger.close()
+                self.notifier.close()
+            else:
+                # A worker thread is still inside a request. The interpreter would wait for it
+                # at exit (executor threads are joined), so leave now. The ledger is quiesced,
+                # and committed transactions are durable; nothing else needs flushing but the
+                # log streams.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0)

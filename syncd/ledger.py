@@ -160,6 +160,21 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
+def _create_empty(path: Path) -> None:
+    """Create a new ledger file as an empty file (which SQLite takes as an empty database).
+
+    SQLite itself creates database files with mode 0644 minus the umask, so group write is
+    never possible. Creating the file here with 0666 minus the umask lets the admin decide:
+    under the unit's UMask=0007 the ledger is 0660, so the operators' group can run
+    `syncd assign`. SQLite gives the -wal and -shm files the database file's mode.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
@@ -197,7 +212,9 @@ class ApplyStats:
 
 
 class Ledger:
-    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False, daemon: bool = False) -> None:
+        """Open (and for writing, create and migrate) the ledger. `daemon` takes the daemon
+        lock first, so a second daemon refuses before it touches the schema."""
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
@@ -211,6 +228,12 @@ class Ledger:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise LedgerError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+            try:
+                _create_empty(self.path)
+            except OSError as exc:
+                raise LedgerError(f"cannot open or create {self.path}: {exc.strerror}") from None
+        if daemon:
+            self.acquire_daemon_lock()
         try:
             uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
             conn = sqlite3.connect(
@@ -222,6 +245,7 @@ class Ledger:
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
+            self._release_daemon_lock()
             raise LedgerError(f"cannot open ledger {self.path}: {exc}") from None
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
@@ -233,6 +257,7 @@ class Ledger:
         except sqlite3.DatabaseError as exc:
             # SQLite opens any file lazily; a path naming something else fails only here.
             conn.close()
+            self._release_daemon_lock()
             raise LedgerError(f"{self.path} is not a syncd ledger: {exc}") from None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -240,9 +265,19 @@ class Ledger:
     def close(self) -> None:
         with self._lock:
             self.conn.close()
-            if self._lockfile is not None:
-                os.close(self._lockfile)
-                self._lockfile = None
+            self._release_daemon_lock()
+
+    def _release_daemon_lock(self) -> None:
+        if self._lockfile is not None:
+            os.close(self._lockfile)
+            self._lockfile = None
+
+    def quiesce(self, timeout: float) -> bool:
+        """Wait for the write transaction in progress to end, then hold off new ones for
+        good: for a process about to exit while a thread is still busy elsewhere (a poll
+        stuck in a slow HTTP request), so it never leaves mid-transaction. False if a
+        transaction did not end within `timeout` (SQLite still rolls it back whole)."""
+        return self._lock.acquire(timeout=timeout)
 
     def __enter__(self) -> Ledger:
         return self
@@ -325,9 +360,12 @@ class Ledger:
         """Apply one page and store its cursor, in one transaction."""
         now = now or now_utc()
         stats = ApplyStats()
+        # Handles already recorded in this transaction: recording one again (same time,
+        # same mapping) would change nothing, and most pages repeat a few owners.
+        handles: set[tuple[str, str]] = set()
         with self.transaction() as c:
             for obs in page.observations:
-                plan = self._apply_observation(c, obs, kind, directory, now)
+                plan = self._apply_observation(c, obs, kind, directory, now, handles)
                 stats.observations += 1
                 stats.created += plan.request_id is None
                 stats.changed += bool(plan.canonical) and plan.request_id is not None
@@ -373,8 +411,8 @@ class Ledger:
             {"owner": parse_iso(oa), "state": parse_iso(sa), "title": parse_iso(ta)},
         )
 
-    def _match(self, c: sqlite3.Connection, obs: Observation) -> int | None:
-        """The request an unlinked item belongs to, through cross-references either way."""
+    def _match(self, c: sqlite3.Connection, obs: Observation) -> list[int]:
+        """The requests an unlinked item belongs to, through cross-references either way."""
         candidates: list[int] = []
         for key in obs.mentions:
             if key.startswith("req:"):
@@ -399,20 +437,89 @@ class Ledger:
                     (key,),
                 )
             ]
-        return choose_request(candidates)
+        return sorted(set(candidates))
+
+    def _merge(self, c: sqlite3.Connection, keep: int, gone: int, via: str, now: datetime) -> None:
+        """Fold request `gone` into `keep`: an item linked both, so they were one request
+        all along. Links, events and owed writes move; the owner set later wins, and a
+        different owner on the other side is recorded as a conflict."""
+        ts = iso(now)
+        k, g = self._request_state(c, keep), self._request_state(c, gone)
+        k_at, g_at = k.times.get("owner"), g.times.get("owner")
+        if g.values["owner"] != k.values["owner"] and g.values["owner"] is not None:
+            take = k.values["owner"] is None or (g_at is not None and (k_at is None or g_at > k_at))
+            winner, loser = (g, k) if take else (k, g)
+            if take:
+                c.execute(
+                    "UPDATE requests SET owner = ?, owner_at = ?, updated_at = ? WHERE id = ?",
+                    (g.values["owner"], iso(g_at), ts, keep),
+                )
+            if loser.values["owner"] is not None:
+                c.execute(
+                    "INSERT INTO events (request_id, at, kind, field, source, from_value, to_value, detail) "
+                    "VALUES (?, ?, 'conflict', 'owner', ?, ?, ?, ?)",
+                    (
+                        keep,
+                        ts,
+                        via,
+                        loser.values["owner"],
+                        winner.values["owner"],
+                        f"{g.key} merged into {k.key} with a different owner; the later one wins",
+                    ),
+                )
+        c.execute("UPDATE links SET request_id = ? WHERE request_id = ?", (keep, gone))
+        c.execute("UPDATE events SET request_id = ? WHERE request_id = ?", (keep, gone))
+        c.execute(
+            "UPDATE outbox SET status = 'superseded', updated_at = ? WHERE request_id = ? AND status = 'pending'",
+            (ts, gone),
+        )
+        c.execute("UPDATE outbox SET request_id = ? WHERE request_id = ?", (keep, gone))
+        c.execute(
+            "INSERT INTO events (request_id, at, kind, source, from_value, to_value, detail) "
+            "VALUES (?, ?, 'merged', ?, ?, ?, ?)",
+            (keep, ts, via, g.key, k.key, f"{via} links both {k.key} and {g.key}: one request"),
+        )
+        c.execute("DELETE FROM requests WHERE id = ?", (gone,))
 
     def _apply_observation(
-        self, c: sqlite3.Connection, obs: Observation, kind: str, d: Directory, now: datetime
+        self,
+        c: sqlite3.Connection,
+        obs: Observation,
+        kind: str,
+        d: Directory,
+        now: datetime,
+        handles: set[tuple[str, str]] | None = None,
     ) -> Plan:
         row = c.execute(
             f"SELECT {self._LINK_COLS} FROM links WHERE source = ? AND ref = ?",
             (obs.source, obs.ref),
         ).fetchone()
         link = self._link_state(row) if row else None
-        request_id = link.request_id if link else self._match(c, obs)
+        if link is not None:
+            request_id: int | None = link.request_id
+        else:
+            matches = self._match(c, obs)
+            request_id = choose_request(matches)
+            for other in matches:
+                if request_id is not None and other != request_id:
+                    self._merge(c, request_id, other, f"{obs.source}:{obs.ref}", now)
         request = self._request_state(c, request_id) if request_id is not None else None
         plan = plan_observation(obs, kind, link, request, d)
         ts = iso(now)
+        if link is not None and "owner" in plan.confirmed_times:
+            # The tool shows the canonical owner that a pending write was sent to set: that
+            # is syncd's own write, sent before a crash and never recorded, not a person
+            # confirming the owner. It must not move the owner's time, and it is done.
+            echo = c.execute(
+                "SELECT id FROM outbox WHERE link_id = ? AND field = 'owner' AND status = 'pending' "
+                "AND attempted_at IS NOT NULL AND value IS ?",
+                (link.id, plan.snapshot["owner"]),
+            ).fetchone()
+            if echo:
+                del plan.confirmed_times["owner"]
+                c.execute(
+                    "UPDATE outbox SET status = 'done', updated_at = ? WHERE id = ?", (ts, echo[0])
+                )
         if plan.request_id is None:
             cur = c.execute(
                 "INSERT INTO requests (key, title, state, owner, owner_at, state_at, title_at, created_at, updated_at) "
@@ -477,13 +584,24 @@ class Ledger:
                     link_id,
                 ),
             )
-        c.execute("DELETE FROM link_keys WHERE link_id = ?", (link_id,))
-        c.executemany(
-            "INSERT OR IGNORE INTO link_keys (link_id, key, role) VALUES (?, ?, ?)",
-            [(link_id, k, "self") for k in obs.keys]
-            + [(link_id, k, "mention") for k in obs.mentions],
-        )
+        key_rows = [(link_id, k, "self") for k in obs.keys] + [
+            (link_id, k, "mention") for k in obs.mentions
+        ]
+        # A new link has no keys yet; an existing one keeps its rows when they are the same,
+        # which they almost always are (rewriting them was most of re-reading an item).
+        if link is None or set(
+            c.execute("SELECT link_id, key, role FROM link_keys WHERE link_id = ?", (link_id,))
+        ) != set(key_rows):
+            if link is not None:
+                c.execute("DELETE FROM link_keys WHERE link_id = ?", (link_id,))
+            c.executemany(
+                "INSERT OR IGNORE INTO link_keys (link_id, key, role) VALUES (?, ?, ?)", key_rows
+            )
         for handle in obs.owners:
+            if handles is not None:
+                if (kind, handle) in handles:
+                    continue
+                handles.add((kind, handle))
             c.execute(
                 "INSERT INTO identities (kind, handle, person_id, first_seen_at, last_seen_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, handle) DO UPDATE SET last_seen_at = excluded.last_seen_at, "
@@ -496,10 +614,10 @@ class Ledger:
                     ts,
                 ),
             )
-        for e in plan.events:
-            c.execute(
-                "INSERT INTO events (request_id, at, source_at, kind, field, source, from_value, to_value, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        c.executemany(
+            "INSERT INTO events (request_id, at, source_at, kind, field, source, from_value, to_value, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
                 (
                     rid,
                     ts,
@@ -510,9 +628,12 @@ class Ledger:
                     e.from_value,
                     e.to_value,
                     e.detail,
-                ),
-            )
-        if (
+                )
+                for e in plan.events
+            ],
+        )
+        # A new request has one link, whose snapshot is the canonical value: nothing owed.
+        if plan.request_id is not None and (
             plan.new_link
             or "owner" in plan.canonical
             or link is None

@@ -1,6 +1,7 @@
 """The systemd notify protocol: a datagram per message to $NOTIFY_SOCKET (sd_notify(3)).
 
 Outside systemd (no NOTIFY_SOCKET) every call is a no-op, so the daemon needs no flag.
+The protocol is one datagram of newline-separated KEY=VALUE lines; no library is needed.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+
+_SEND_TIMEOUT = 2.0
 
 
 class Notifier:
@@ -19,6 +22,8 @@ class Notifier:
             # A leading '@' names a socket in the abstract namespace.
             self._address = "\0" + address[1:] if address.startswith("@") else address
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            # A full receive queue would block sendto(); the main loop must never hang on it.
+            self._sock.settimeout(_SEND_TIMEOUT)
 
     @property
     def enabled(self) -> bool:

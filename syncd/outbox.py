@@ -8,6 +8,7 @@ superseded rather than overwriting a human's newer change; the next poll reconci
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -83,9 +84,12 @@ def drain(
     *,
     max_attempts: int = 8,
     now: datetime | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> DrainStats:
     stats = DrainStats()
     for row in ledger.due_writes(adapter.name, now):
+        if progress is not None:
+            progress()
         target: str | None = row["value"]
         try:
             current = adapter.read_owners(row["ref"])

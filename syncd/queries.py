@@ -161,6 +161,15 @@ def request_fields(ledger: Ledger, key: str) -> dict[str, Any]:
         {"id": rid},
     )
     if not rows:
+        merged = ledger.conn.execute(
+            "SELECT to_value FROM events WHERE kind = 'merged' AND from_value = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (request_key(rid),),
+        ).fetchone()
+        if merged:
+            raise NotFound(
+                f"{request_key(rid)} was merged into {merged[0]}; see `syncd show {merged[0]}`"
+            )
         raise NotFound(f"no request {request_key(rid)} (see `syncd ls`)")
     return rows[0]
 

@@ -80,6 +80,10 @@ class FieldDecision:
     confirmed: bool = False  # unchanged, but its time moves up to the source's
 
 
+def _whole_second(t: datetime) -> datetime:
+    return t.replace(microsecond=0)
+
+
 def decide_field(
     seen: str | None,
     snapshot: str | None,
@@ -89,6 +93,11 @@ def decide_field(
     *,
     new_link: bool,
 ) -> FieldDecision:
+    # Tools stamp changes at different precisions (GitHub in whole seconds, Jira and Trello
+    # in milliseconds), so times from two tools are compared at the coarsest: a change at
+    # 12:00:00.700 in Trello is not later than one GitHub stamps 12:00:00.
+    seen_at = _whole_second(seen_at)
+    canonical_at = _whole_second(canonical_at) if canonical_at is not None else None
     if not new_link and seen == snapshot:
         return FieldDecision(canonical, changed=False)
     if seen == canonical:
@@ -99,8 +108,8 @@ def decide_field(
     if not new_link and canonical == snapshot:
         # Only this side changed, unless the canonical value is newer than the change seen:
         # then the canonical moved away and back since this link last agreed (A-B-A), and
-        # the older change here must not undo it. Tools stamp whole seconds, so an equal
-        # time is taken as this change coming after, as it almost always did.
+        # the older change here must not undo it. Within the same second, this change is
+        # taken as the later one, as it almost always is.
         if canonical_at is None or seen_at >= canonical_at:
             return FieldDecision(seen, changed=True)
         return FieldDecision(

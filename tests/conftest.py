@@ -9,6 +9,8 @@ import pytest
 
 from syncd.http import TraceWriter
 from syncd.sandbox.github import GitHubEmulator
+from syncd.sandbox.jira import JiraEmulator
+from syncd.sandbox.trello import TrelloEmulator
 
 CONTRACT_TEST_FILE = "test_contract.py"
 
@@ -40,3 +42,17 @@ def github_emulator(contract_trace: TraceWriter) -> Iterator[GitHubEmulator]:
         yield emulator
     # A handler crash was answered with a 500; it is an emulator bug, not a test outcome.
     assert not emulator.errors, f"the GitHub emulator crashed: {emulator.errors!r}"
+
+
+@pytest.fixture
+def jira_emulator(contract_trace: TraceWriter) -> Iterator[JiraEmulator]:
+    with JiraEmulator(trace=contract_trace) as emulator:
+        yield emulator
+    assert not emulator.errors, f"the Jira emulator crashed: {emulator.errors!r}"
+
+
+@pytest.fixture
+def trello_emulator(contract_trace: TraceWriter) -> Iterator[TrelloEmulator]:
+    with TrelloEmulator(trace=contract_trace) as emulator:
+        yield emulator
+    assert not emulator.errors, f"the Trello emulator crashed: {emulator.errors!r}"

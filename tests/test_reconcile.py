@@ -255,3 +255,25 @@ def test_write_failing_repeatedly_is_dead_lettered(world, tmp_path):
     (row,) = q(ledger, "SELECT status, attempts, last_error FROM outbox")
     assert row["status"] == "dead"
     assert "gave up after 8 attempts" in row["last_error"]
+
+
+def test_item_linking_two_requests_merges_them(world):
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    engine.sync_once()
+    jr.create("OPS-2", "Customer escalation", ["acc-bob"])  # a separate request, for now
+    engine.sync_once()
+    assert ledger.counts()["requests"] == 2
+    # a later item names both: they were one piece of work all along
+    jr.create("OPS-3", "Tracking", [], mentions=("gh:acme/api#1", "jr:OPS-2"))
+    engine.sync_once()
+    engine.sync_once()
+    assert q(ledger, "SELECT key, owner FROM requests") == [{"key": "REQ-1", "owner": "bob"}]
+    assert len(q(ledger, "SELECT * FROM links WHERE request_id = 1")) == 3
+    (merged,) = q(ledger, "SELECT from_value, to_value FROM events WHERE kind = 'merged'")
+    assert merged == {"from_value": "REQ-2", "to_value": "REQ-1"}
+    # bob's assignment was the later one: it wins, alice's loses visibly, and every tool agrees
+    (conflict,) = q(ledger, "SELECT from_value, to_value FROM events WHERE kind = 'conflict'")
+    assert conflict == {"from_value": "alice", "to_value": "bob"}
+    assert gh.items["acme/api#1"].owners == ["bob-gh"]
+    assert jr.items["OPS-3"].owners == ["acc-bob"]

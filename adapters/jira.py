@@ -1,0 +1,722 @@
+"""Jira: Jira Cloud (REST v3) or Jira Data Center / Server (REST v2), one JQL scope per source.
+
+Deployments. ``flavor = "cloud"`` talks REST v3 to https://SITE.atlassian.net with Basic auth
+(the account's email and an API token); ``flavor = "datacenter"`` talks REST v2 with a personal
+access token sent as a Bearer token. ``base_url`` is the site in both cases.
+
+Reading. Each pull runs one search, oldest change first::
+
+    (<jql>) AND updated >= <epoch ms> ORDER BY updated ASC, key ASC
+
+Cloud uses ``GET /rest/api/3/search/jql`` and follows ``nextPageToken`` until ``isLast``; Data
+Center uses ``GET /rest/api/2/search`` with ``startAt``. The window is in epoch milliseconds:
+the "yyyy/MM/dd HH:mm" form has minute precision and is read in the searching user's time
+zone, which skips or repeats issues. Only the fields used are asked for. Each page of results
+is one Page.
+
+Cursor (owned here; the core stores it as JSON and hands it back)::
+
+    {"updated": 1714564800000,           # bookmark, epoch ms; the next search starts
+                                         # `overlap` before it
+     "seen": {"OPS-7": 1714564801234}}   # issues read at or after that start: key -> updated
+
+The bookmark is the newest ``updated`` read, but never later than the poll's start minus
+``settle``: Jira's search index lags behind edits, so an issue edited just before a search
+may only show up in a later one, and a bookmark past it would skip it for good. Every search
+reaches back ``overlap`` before the bookmark, and issues that come back unchanged are dropped
+by (key, updated), so an unchanged project yields nothing. Results come ordered by
+``updated``, so once a page is applied everything before its last issue has been read, which
+is what makes storing the bookmark page by page safe. If an issue read earlier in the same
+pull comes back with a newer ``updated`` (edited mid-pull, it moved to the end), the pages
+after its old place may have shifted under the page token, so the bookmark falls back to its
+first ``updated`` and that stretch is read again next time.
+
+Owner change times. ``updated`` moves on any edit, but a conflict must be decided by when the
+owner changed. For the issues a page actually yields, Cloud asks
+``POST /rest/api/3/changelog/bulkfetch`` for their assignee history: one request per page that
+has changes, none otherwise. Data Center has no bulk endpoint, so its search asks for the
+history inline (``expand=changelog``). The time of the latest assignee change becomes
+``Observation.owner_changed_at``; an issue whose assignee never changed has had its owner since
+it was created. When the history disagrees with the issue (its last assignee change does not
+lead to the current assignee, as when the history lags), the time is left unknown and
+``updated`` stands in. A no-change cycle therefore costs exactly one request.
+
+State. ``fields.status.statusCategory.key`` gives the default: new -> open, indeterminate ->
+in_progress, done -> done (and "undefined" -> open). The config's ``states`` table overrides
+it by status name (``"blocked" = "blocked"``, ``"won't do" = "cancelled"``) or by category
+(``"category:indeterminate" = "blocked"``); a status name beats a category.
+
+Owners and identity. Jira has one assignee. Its handle is the accountId on Cloud and the user
+name on Data Center, and ``jira`` handles under [[people]] are written the same way. An
+assignee nobody claims stays an unmapped identity (``jira:<accountId>``), listed by
+``syncd people``. Cloud hides email addresses unless each user allows them, so nobody is
+matched by email.
+
+Writing. ``PUT /rest/api/{3|2}/issue/{key}/assignee`` with ``{"accountId": ...}`` (Cloud) or
+``{"name": ...}`` (Data Center); null unassigns. The assignee is then read back.
+
+Rate limits. 429 and 503 are retried after ``Retry-After``, or after ``X-RateLimit-Reset``
+when only that is given; ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` of the last answer
+are what ``syncd status`` shows.
+
+Cross-references come from the summary and the description. A v3 description is an Atlassian
+Document Format tree: its text, link marks and smart-link cards are read within a node budget,
+so a hostile document costs bounded time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import Field, field_validator, model_validator
+
+from syncd.adapters.base import Adapter
+from syncd.config import Duration, SecretRef, SourceConfig
+from syncd.crossref import extract_keys
+from syncd.errors import ConfigError, FatalError, MalformedResponse
+from syncd.http import ApiClient, HttpOptions, parse_retry_after
+from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, RateBudget, State
+from syncd.redact import redact, register_secret
+
+_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,49}-[1-9][0-9]{0,11}$")
+_ISSUE_ID = re.compile(r"^[0-9]{1,18}$")
+# Cloud accountIds: 24 hex digits, or "<number>:<uuid>" for newer accounts; at most 128.
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9:_-]{1,128}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+CATEGORY_STATES: dict[str, State] = {
+    "new": "open",
+    "indeterminate": "in_progress",
+    "done": "done",
+    "undefined": "open",
+}
+FIELDS = ("summary", "status", "assignee", "reporter", "description", "created", "updated")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_TITLE = 1024
+_MAX_NAME = 255
+_PAYLOAD = 1000  # characters of a quarantined item kept as evidence
+# Issues remembered inside the overlap. Past this many (a bulk edit), the rest are yielded
+# again next cycle, which the ledger takes as no change.
+_MAX_SEEN = 2000
+_ADF_NODES = 20_000  # nodes of one description read for cross-references
+_MAX_LINK_PAGES = 100  # pages of one bulk changelog answer followed
+
+
+class JiraConfig(SourceConfig):
+    type: Literal["jira"]
+    flavor: Literal["cloud", "datacenter"] = "cloud"
+    base_url: str = Field(description="the site, e.g. https://acme.atlassian.net")
+    email: str | None = Field(
+        default=None, description="Cloud: the email of the account the API token belongs to"
+    )
+    token: SecretRef
+    jql: str = Field(
+        default="",
+        description="which issues to sync, e.g. 'project = OPS'; empty: every issue the "
+        "account can browse",
+    )
+    page_size: int = Field(default=100, ge=1, le=100)
+    overlap: Duration = timedelta(minutes=1)
+    settle: Duration = timedelta(seconds=30)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_shape(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be the site's URL, such as https://acme.atlassian.net")
+        # Credentials travel in every request; plain http is only for emulators on this machine.
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+            raise ValueError("use https (plain http is accepted only for a loopback emulator)")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must be a plain site URL, without query, fragment or credentials")
+        if parts.path.rstrip("/").endswith(("/rest/api/2", "/rest/api/3")):
+            raise ValueError("give the site's URL, without /rest/api/...")
+        return v.rstrip("/")
+
+    @field_validator("jql")
+    @classmethod
+    def _jql_shape(cls, v: str) -> str:
+        if _CONTROL.search(v.replace("\n", " ").replace("\t", " ")):
+            raise ValueError("must not contain control characters")
+        if len(v) > 4000:
+            raise ValueError("is longer than 4000 characters")
+        if _ORDER_BY.search(v):
+            raise ValueError("leave out ORDER BY: syncd orders by updated, oldest first")
+        return v.strip()
+
+    @field_validator("states")
+    @classmethod
+    def _state_keys(cls, v: dict[str, State]) -> dict[str, State]:
+        bad = [
+            k for k in v if k.startswith("category:") and k.split(":", 1)[1] not in CATEGORY_STATES
+        ]
+        if bad:
+            raise ValueError(
+                f"unknown categor{'ies' if len(bad) > 1 else 'y'} {', '.join(map(repr, bad))}; "
+                f"use category:{', category:'.join(CATEGORY_STATES)}, or a status name"
+            )
+        return v
+
+    @field_validator("overlap", "settle")
+    @classmethod
+    def _window_bounds(cls, v: timedelta) -> timedelta:
+        if v < timedelta(0) or v > timedelta(hours=1):
+            raise ValueError("must be between 0s and 1h")
+        return v
+
+    @model_validator(mode="after")
+    def _auth_matches_flavor(self) -> JiraConfig:
+        if self.flavor == "cloud" and not self.email:
+            raise ValueError("flavor 'cloud' needs email: the API token's account")
+        if self.flavor == "datacenter" and self.email:
+            raise ValueError("flavor 'datacenter' authenticates with the token alone; drop email")
+        return self
+
+
+class _Unreadable(Exception):
+    """One issue that cannot become an Observation. Never leaves this module."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Item:
+    """What could be read of one issue before it was found unreadable (or fully)."""
+
+    key: str | None = None
+    updated: int | None = None  # epoch ms
+
+
+@dataclass(frozen=True)
+class _Issue:
+    key: str
+    id: str  # numeric; the bulk changelog names issues by it
+    updated: int  # epoch ms
+    created: datetime | None
+    # The ids the changelog may name the assignee by: the accountId on Cloud; the user name
+    # and user key on Data Center (newer Data Center users have keys like "JIRAUSER10100").
+    owner_ids: frozenset[str]
+    observation: Observation
+    history: tuple[tuple[datetime, str | None], ...] | None = None  # inline (Data Center)
+
+
+@dataclass
+class _Window:
+    """Where one pull stands: the bookmark, the issues read near it, and a fallback."""
+
+    bookmark: int | None
+    seen: dict[str, int]
+    first_read: dict[str, int] = field(default_factory=dict)
+    floor: int | None = None
+
+    @classmethod
+    def resume(cls, cursor: Cursor | None) -> _Window:
+        """The window a stored cursor describes. One that cannot be read starts from the
+        beginning: reading everything again is slow but changes nothing."""
+        cursor = cursor if isinstance(cursor, dict) else {}
+        mark = cursor.get("updated")
+        if type(mark) is not int or mark < 0:
+            return cls(None, {})
+        raw_seen = cursor.get("seen")
+        seen = {
+            k: v
+            for k, v in (raw_seen.items() if isinstance(raw_seen, dict) else ())
+            if isinstance(k, str) and type(v) is int
+        }
+        return cls(mark, seen)
+
+    def start(self, overlap: int) -> int:
+        return max(0, self.bookmark - overlap) if self.bookmark is not None else 0
+
+    def is_repeat(self, key: str, updated: int) -> bool:
+        # Older than what was read before means a lagging index showing a stale copy:
+        # applying it could only roll the item back.
+        previous = self.seen.get(key)
+        return previous is not None and updated <= previous
+
+    def record(self, key: str, updated: int) -> None:
+        first = self.first_read.setdefault(key, updated)
+        if first != updated:
+            self.floor = first if self.floor is None else min(self.floor, first)
+        if self.seen.get(key, -1) < updated:
+            self.seen[key] = updated
+        if self.bookmark is None or updated > self.bookmark:
+            self.bookmark = updated
+
+    def cursor(self, signpost: int, overlap: int) -> Cursor:
+        if self.bookmark is None:
+            return {}
+        mark = min(self.bookmark, signpost)
+        if self.floor is not None:
+            mark = min(mark, self.floor)
+        start = mark - overlap
+        kept = {k: v for k, v in self.seen.items() if v >= start}
+        if len(kept) > _MAX_SEEN:
+            kept = dict(sorted(kept.items(), key=lambda kv: kv[1])[-_MAX_SEEN:])
+        return {"updated": mark, "seen": kept}
+
+
+def build_jql(scope: str, start_ms: int) -> str:
+    """The search for everything in `scope` updated since `start_ms`, oldest change first.
+    The key breaks ties, so issues updated in the same millisecond keep one order."""
+    window = f"updated >= {start_ms}"
+    where = f"({scope}) AND {window}" if scope else window
+    return f"{where} ORDER BY updated ASC, key ASC"
+
+
+def owner_change_time(
+    history: tuple[tuple[datetime, str | None], ...],
+    owner_ids: frozenset[str],
+    created: datetime | None,
+) -> datetime | None:
+    """When the current assignee got the issue, from its assignee history (time, new id).
+
+    No assignee change at all: the assignee has been the same since the issue was created.
+    A last change that does not lead to the current assignee: the history is behind the
+    issue, and the time is unknown.
+    """
+    if not history:
+        return created
+    at, to = max(history, key=lambda h: h[0])
+    if (to is None and not owner_ids) or (to is not None and to in owner_ids):
+        return at
+    return None
+
+
+_NEWLINE = object()  # a block boundary while walking a document
+_CARDS = frozenset({"inlineCard", "blockCard", "embedCard"})
+_INLINE = frozenset(
+    {"text", "hardBreak", "mention", "emoji", "inlineCard", "date", "status", "mediaInline"}
+)
+
+
+def adf_text(doc: object, max_nodes: int = _ADF_NODES) -> str:
+    """The text of an Atlassian Document Format tree, with its link targets, for extract_keys.
+
+    Runs of text within a block are joined as written, since one reference can be split
+    across differently styled runs; blocks are separated by newlines; every link target (a
+    link mark's href, a smart-link card's url) is added on its own, so a link whose text
+    differs from its target still counts. The walk is iterative, so nesting costs no stack,
+    and stops after `max_nodes` nodes.
+    """
+    out: list[str] = []
+    stack: list[object] = [doc]
+    read = 0
+    while stack and read < max_nodes:
+        node = stack.pop()
+        if node is _NEWLINE:
+            out.append("\n")
+            continue
+        if not isinstance(node, dict):
+            continue
+        read += 1
+        kind = node.get("type")
+        if kind == "text":
+            text = node.get("text")
+            if isinstance(text, str):
+                out.append(text)
+            marks = node.get("marks")
+            for mark in marks[:20] if isinstance(marks, list) else ():
+                if isinstance(mark, dict) and mark.get("type") == "link":
+                    out.append(f" {_attr(mark, 'href')} ")
+            continue
+        if kind in _CARDS:
+            out.append(f" {_attr(node, 'url')} ")
+        content = node.get("content")
+        if isinstance(content, list):
+            block = kind not in _INLINE
+            if block:
+                stack.append(_NEWLINE)
+            stack.extend(reversed(content[: max_nodes - read]))
+            if block:
+                stack.append(_NEWLINE)
+    return "".join(out)
+
+
+def _attr(node: dict[str, Any], name: str) -> str:
+    attrs = node.get("attrs")
+    value = attrs.get(name) if isinstance(attrs, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _ms(when: datetime) -> int:
+    return (when - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _parse_time(value: object, what: str) -> datetime:
+    # Jira writes "2024-05-01T12:00:00.000+0000", an offset without a colon, in the
+    # searching user's time zone; fromisoformat reads it, and UTC makes times comparable.
+    if not isinstance(value, str) or len(value) > 40:
+        raise _Unreadable(f"{what} is missing or not a timestamp")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Unreadable(f"{what} {value!r} is not a timestamp") from None
+    if when.tzinfo is None:
+        raise _Unreadable(f"{what} {value!r} has no time zone")
+    return when.astimezone(UTC)
+
+
+def _optional_time(value: object) -> datetime | None:
+    try:
+        return _parse_time(value, "time")
+    except _Unreadable:
+        return None
+
+
+def _excerpt(raw: object) -> str:
+    # Redact the whole text before cutting it, so no part of a secret survives the cut.
+    return redact(json.dumps(raw, ensure_ascii=False, default=str))[:_PAYLOAD]
+
+
+def _rate_limit_wait(response: httpx.Response) -> float | None:
+    """Seconds to wait before retrying a Jira rate limit (429, or 503 with a wait)."""
+    if response.status_code not in (429, 503):
+        return None
+    wait = parse_retry_after(response.headers.get("retry-after"))
+    if wait is not None:
+        return wait
+    reset = _optional_time(response.headers.get("x-ratelimit-reset", "").replace("Z", "+00:00"))
+    if reset is not None:
+        return max(0.0, (reset - datetime.now(UTC)).total_seconds())
+    return None  # the generic backoff applies
+
+
+class JiraAdapter(Adapter[JiraConfig]):
+    kind = "jira"
+    Config = JiraConfig
+
+    def __init__(self, config: JiraConfig, http: HttpOptions | None = None) -> None:
+        super().__init__(config, http)
+        try:
+            token = config.secret("token")
+        except KeyError:
+            # Loaded with resolve=False (as `syncd config check` may do): read the token now.
+            try:
+                config.resolve_secrets()
+            except ValueError as exc:
+                raise ConfigError(f"source {config.name}", [f"token: {exc}"]) from None
+            token = config.secret("token")
+        self.cloud = config.flavor == "cloud"
+        self.api = "rest/api/3" if self.cloud else "rest/api/2"
+        # The signpost's clock; tests replace it.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        headers = {"Accept": "application/json"}
+        if self.cloud:
+            basic = base64.b64encode(f"{config.email}:{token}".encode()).decode()
+            register_secret(basic)  # the header is redacted by name; this covers any echo
+            headers["Authorization"] = f"Basic {basic}"
+        else:
+            headers["Authorization"] = f"Bearer {token}"
+        self.client = ApiClient(
+            service="jira",
+            source=config.name,
+            base_url=config.base_url,
+            headers=headers,
+            options=self.http,
+            wait_rule=_rate_limit_wait,
+        )
+
+    # -- reading ------------------------------------------------------------------------
+
+    def pull(self, cursor: Cursor | None) -> Iterator[Page]:
+        window = _Window.resume(cursor)
+        overlap = self.config.overlap // timedelta(milliseconds=1)
+        signpost = _ms(self.clock() - self.config.settle)
+        jql = build_jql(self.config.jql, window.start(overlap))
+        token: str | None = None
+        tokens: set[str] = set()
+        start_at = 0
+        while True:
+            data = self._search(jql, token, start_at)
+            issues = data.get("issues")
+            if not isinstance(issues, list):
+                raise MalformedResponse(self.name, "the search answer has no list of issues")
+            page = self._read_page(issues, window)
+            page.cursor = window.cursor(signpost, overlap)
+            yield page
+            if self.cloud:
+                token = data.get("nextPageToken")
+                if data.get("isLast") is True or not isinstance(token, str) or not token:
+                    return
+                if token in tokens:
+                    raise MalformedResponse(self.name, "the search repeated a page token")
+                tokens.add(token)
+            else:
+                total = data.get("total")
+                start_at += len(issues)
+                if not issues or type(total) is not int or start_at >= total:
+                    return
+
+    def _search(self, jql: str, token: str | None, start_at: int) -> dict[str, Any]:
+        params = {"jql": jql, "maxResults": str(self.config.page_size), "fields": ",".join(FIELDS)}
+        if self.cloud:
+            if token is not None:
+                params["nextPageToken"] = token
+            path = f"{self.api}/search/jql"
+        else:
+            params["startAt"] = str(start_at)
+            params["expand"] = "changelog"
+            path = f"{self.api}/search"
+        data = self.client.json(self.client.request("GET", path, params=params))
+        if not isinstance(data, dict):
+            raise MalformedResponse(self.name, f"the search answered a JSON {type(data).__name__}")
+        return data
+
+    def _read_page(self, issues: list[Any], window: _Window) -> Page:
+        page = Page()
+        fresh: list[_Issue] = []
+        for raw in issues:
+            item = _Item()
+            try:
+                issue = self._parse(raw, item)
+            except _Unreadable as exc:
+                quarantined = Quarantined(self.name, item.key, exc.reason, _excerpt(raw))
+                if item.key is None or item.updated is None:
+                    page.quarantined.append(quarantined)
+                    continue
+                # Known key and time: remembered like any other issue, so it is reported
+                # once, not at every cycle while it sits in the overlap.
+                if not window.is_repeat(item.key, item.updated):
+                    page.quarantined.append(quarantined)
+                window.record(item.key, item.updated)
+                continue
+            if not window.is_repeat(issue.key, issue.updated):
+                fresh.append(issue)
+            window.record(issue.key, issue.updated)
+        times = self._owner_times(fresh)
+        page.observations = [
+            replace(i.observation, owner_changed_at=times.get(i.key)) for i in fresh
+        ]
+        return page
+
+    def _parse(self, raw: object, item: _Item) -> _Issue:
+        """Read one issue, filling `item` as fields are read so a failure can say which."""
+        if not isinstance(raw, dict):
+            raise _Unreadable(f"an issue is a JSON {type(raw).__name__}, not an object")
+        key = raw.get("key")
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise _Unreadable("key is missing or not an issue key such as OPS-7")
+        item.key = key
+        fields = raw.get("fields")
+        if not isinstance(fields, dict):
+            raise _Unreadable("fields is missing or not an object")
+        updated = _parse_time(fields.get("updated"), "updated")
+        item.updated = _ms(updated)
+        issue_id = raw.get("id")
+        if not isinstance(issue_id, str) or not _ISSUE_ID.match(issue_id):
+            raise _Unreadable("id is missing or not a numeric string")
+        summary = fields.get("summary")
+        if not isinstance(summary, str):
+            raise _Unreadable("summary is missing or not a string")
+        state = self._state(fields.get("status"))
+        owner, owner_ids = self._assignee(fields.get("assignee"), "assignee")
+        try:
+            requester = self._assignee(fields.get("reporter"), "reporter")[0]
+        except _Unreadable:
+            requester = None  # informational; an odd reporter is no reason to lose the issue
+        text = self._description(fields.get("description"))
+        keys = (f"jira:{key}",)
+        observation = Observation(
+            source=self.name,
+            ref=key,
+            url=f"{self.config.base_url}/browse/{key}",
+            title=summary[:_MAX_TITLE],
+            state=state,
+            owners=(owner,) if owner is not None else (),
+            updated_at=updated,
+            requester=requester,
+            keys=keys,
+            mentions=tuple(k for k in extract_keys(summary, text) if k not in keys),
+        )
+        history = None if self.cloud else _inline_history(raw.get("changelog"))
+        created = _optional_time(fields.get("created"))
+        return _Issue(key, issue_id, item.updated, created, owner_ids, observation, history)
+
+    def _state(self, status: object) -> State:
+        if not isinstance(status, dict):
+            raise _Unreadable("status is missing or not an object")
+        name = status.get("name")
+        category = status.get("statusCategory")
+        category_key = category.get("key") if isinstance(category, dict) else None
+        if not isinstance(name, str) or not isinstance(category_key, str):
+            raise _Unreadable("status lacks a name or a statusCategory key")
+        by_category = self.config.states.get(f"category:{category_key}") or CATEGORY_STATES.get(
+            category_key, "open"
+        )
+        return self.config.states.get(name.strip().lower(), by_category)
+
+    def _assignee(self, raw: object, what: str) -> tuple[str | None, frozenset[str]]:
+        """The handle of a user field, and every id the changelog may call that user by."""
+        if raw is None:
+            return None, frozenset()
+        if not isinstance(raw, dict):
+            raise _Unreadable(f"{what} is not an object")
+        if self.cloud:
+            account = raw.get("accountId")
+            if not isinstance(account, str) or not _ACCOUNT_ID.match(account):
+                raise _Unreadable(f"{what} has no valid accountId")
+            return account, frozenset({account})
+        name = raw.get("name")
+        if not isinstance(name, str) or not name or len(name) > _MAX_NAME or _CONTROL.search(name):
+            raise _Unreadable(f"{what} has no valid user name")
+        user_key = raw.get("key")
+        ids = {name} | ({user_key} if isinstance(user_key, str) else set())
+        return name, frozenset(ids)
+
+    def _description(self, raw: object) -> str:
+        if raw is None or isinstance(raw, str):
+            return raw or ""
+        if self.cloud and isinstance(raw, dict):
+            return adf_text(raw)
+        raise _Unreadable(f"description is a JSON {type(raw).__name__}")
+
+    # -- owner change times ---------------------------------------------------------------
+
+    def _owner_times(self, issues: list[_Issue]) -> dict[str, datetime | None]:
+        if not issues:
+            return {}
+        if self.cloud:
+            histories = self._bulk_histories(issues)
+        else:
+            histories = {i.key: i.history or () for i in issues}
+        return {
+            i.key: owner_change_time(histories.get(i.key, ()), i.owner_ids, i.created)
+            for i in issues
+        }
+
+    def _bulk_histories(
+        self, issues: list[_Issue]
+    ) -> dict[str, tuple[tuple[datetime, str | None], ...]]:
+        key_of = {i.id: i.key for i in issues} | {i.key: i.key for i in issues}
+        found: dict[str, list[tuple[datetime, str | None]]] = {}
+        body: dict[str, Any] = {
+            "issueIdsOrKeys": [i.key for i in issues],
+            "fieldIds": ["assignee"],
+            "maxResults": 1000,
+        }
+        tokens: set[str] = set()
+        for _ in range(_MAX_LINK_PAGES):
+            response = self.client.request(
+                "POST", f"{self.api}/changelog/bulkfetch", json_body=body
+            )
+            data = self.client.json(response)
+            if not isinstance(data, dict):
+                raise MalformedResponse(self.name, "the changelog answer is not a JSON object")
+            logs = data.get("issueChangeLogs")
+            for log in logs if isinstance(logs, list) else ():
+                if not isinstance(log, dict):
+                    continue
+                key = key_of.get(str(log.get("issueId")))
+                if key is not None:
+                    found.setdefault(key, []).extend(_assignee_changes(log.get("changeHistories")))
+            token = data.get("nextPageToken")
+            if not isinstance(token, str) or not token or token in tokens:
+                break
+            tokens.add(token)
+            body["nextPageToken"] = token
+        return {k: tuple(v) for k, v in found.items()}
+
+    # -- writing ------------------------------------------------------------------------
+
+    def read_owners(self, ref: str) -> tuple[str, ...]:
+        key = self._key(ref)
+        response = self.client.request(
+            "GET", f"{self.api}/issue/{key}", params={"fields": "assignee"}
+        )
+        issue = self.client.json(response)
+        fields = issue.get("fields") if isinstance(issue, dict) else None
+        if not isinstance(fields, dict) or "assignee" not in fields:
+            raise MalformedResponse(self.name, f"{key}: the answer has no assignee field")
+        try:
+            owner = self._assignee(fields["assignee"], "assignee")[0]
+        except _Unreadable as exc:
+            raise MalformedResponse(self.name, f"{key}: {exc.reason}") from None
+        return (owner,) if owner is not None else ()
+
+    def write_owner(
+        self, ref: str, add: str | None, remove: tuple[str, ...], handoff: Handoff
+    ) -> tuple[str, ...]:
+        key = self._key(ref)
+        if add is None and not remove:
+            return self.read_owners(ref)
+        # One assignee: setting the new one replaces the old; only an unassignment needs null.
+        body = {"accountId" if self.cloud else "name": add}
+        self.client.request("PUT", f"{self.api}/issue/{key}/assignee", json_body=body)
+        return self.read_owners(ref)
+
+    def _key(self, ref: str) -> str:
+        if not _KEY.match(ref):
+            raise FatalError(self.name, f"{ref!r} is not a Jira issue key")
+        return ref
+
+    # -- rate limits and bookkeeping ------------------------------------------------------
+
+    def rate_budget(self) -> RateBudget | None:
+        response = self.client.last_response
+        if response is None:
+            return None
+        headers = response.headers
+        if "x-ratelimit-remaining" not in headers and "x-ratelimit-limit" not in headers:
+            return None
+
+        def number(name: str) -> int | None:
+            value = headers.get(name, "")
+            return int(value) if value.isdigit() else None
+
+        reset = _optional_time(headers.get("x-ratelimit-reset", "").replace("Z", "+00:00"))
+        return RateBudget(
+            remaining=number("x-ratelimit-remaining"),
+            limit=number("x-ratelimit-limit"),
+            reset_at=reset,
+        )
+
+    def request_counts(self) -> Counter[str]:
+        return Counter(self.client.counts)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _assignee_changes(raw: object) -> list[tuple[datetime, str | None]]:
+    """(time, new assignee id) for each assignee change in a list of changelog entries.
+    Entries that cannot be read are left out: the worst outcome is an unknown time."""
+    out: list[tuple[datetime, str | None]] = []
+    for entry in raw if isinstance(raw, list) else ():
+        if not isinstance(entry, dict):
+            continue
+        at = _optional_time(entry.get("created"))
+        items = entry.get("items")
+        if at is None or not isinstance(items, list):
+            continue
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            if item.get("fieldId", item.get("field")) != "assignee":
+                continue
+            to = item.get("to")
+            if to is None or isinstance(to, str):
+                out.append((at, to))
+    return out
+
+
+def _inline_history(raw: object) -> tuple[tuple[datetime, str | None], ...]:
+    histories = raw.get("histories") if isinstance(raw, dict) else None
+    return tuple(_assignee_changes(histories))
+
+
+ADAPTER = JiraAdapter

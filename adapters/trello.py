@@ -1,0 +1,662 @@
+"""Trello: one or more boards per source. A card is an item; its members are its owners.
+
+Reading. Each board is read from its action feed::
+
+    GET /boards/{id}/actions?filter=addMemberToCard,removeMemberFromCard,updateCard,createCard
+                            &since=<last action id>&limit=1000&memberCreator=false
+
+Actions name the cards that changed (member changes, list moves, archiving, renames) and
+carry exact times; the cards themselves are then read with only the fields used: one
+``GET /cards/{id}`` each when a few changed, or the board's open cards in one request when
+more did. A board with no new action costs that one request: a no-change cycle costs one
+request per board. Each board's changes are one Page, applied with the cursor.
+
+The feed misses some changes (a card moved in from another board arrives as
+``moveCardToBoard``, a member removed from the board leaves its cards without a card action,
+and a burst of more than 1000 actions overflows one answer), so every ``sweep_every``
+(default one hour) a board is swept as well: its lists, its members and all its open cards
+are read again (three requests more) and every open card is yielded; the ledger takes the
+unchanged ones as no change. The first pull of a board is a sweep. Archived cards are not
+swept: archiving is an ``updateCard`` action, and an old board's archive can be huge.
+
+Cursor (owned here; the core stores it as JSON and hands it back)::
+
+    {"boards": {"<board id>": {"since": "<newest action id read>",
+                               "swept": "2024-05-01T12:00:00Z",
+                               "quarantined": {"<card id>": "<fingerprint>"}}}}
+
+``since`` is an action id, so the next read starts exactly after the last action read.
+``quarantined`` remembers cards that could not be read, so an unchanged bad card is
+reported once rather than at every sweep.
+
+State. Trello has no status: a card's list names it, through the config's ``states`` table
+(list name, any case -> state) over these defaults: "To Do", "Todo", "Backlog" -> open;
+"Doing", "In Progress" -> in_progress; "Blocked" -> blocked; "Done" -> done. A list with
+another name is open. Archived cards are ``archived`` (done, or cancelled). List names come
+from ``GET /boards/{id}/lists``, cached and read again at each sweep or when a card names a
+list not seen yet.
+
+Owners and identity. A card's members are its owners, in Trello's order. A ``trello`` handle
+under [[people]] is the member's username (what people see on their profile, and the simple
+choice) or their 24-hex member id (which survives a change of username). Handles come out as
+the member id when a person is configured by id, otherwise as the username, so an unclaimed
+member shows up as ``trello:<username>`` in ``syncd people``. Usernames are read from
+``GET /boards/{id}/members``, cached.
+
+Several members: as in the core, the current owner stays owner while still a member (adding
+a helper is not a handoff); otherwise the first member is. A write-back adds the new owner
+(``POST /cards/{id}/idMembers?value=<member id>``) before removing the previous one
+(``DELETE /cards/{id}/idMembers/{member id}``), and leaves other members alone; then the card
+is read back.
+
+Rate limits. Trello allows 100 requests per 10 s per token and 300 per API key, and says
+nothing before refusing, so requests wait before they are sent: at most 95 per token and 285
+per key in any 10 s (5 % under the limits, for clock and network jitter), counted across
+every source in the process that uses the same token or key. A 429 anyway
+(``API_TOKEN_LIMIT_EXCEEDED``, ``API_KEY_LIMIT_EXCEEDED``) waits out the 10 s window, or the
+Retry-After if one is given.
+
+Secrets. The key and token travel as query parameters; every URL that reaches a log line,
+trace or error goes through syncd.redact, which scrubs both by name and by value.
+
+Cross-references come from the card's name and description; a card's own keys include
+``trello:<shortLink>``, so Trello card URLs written in other tools link to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import Field, field_validator
+
+from syncd.adapters.base import Adapter
+from syncd.config import Duration, SecretRef, SourceConfig
+from syncd.crossref import extract_keys
+from syncd.errors import ConfigError, FatalError, MalformedResponse
+from syncd.http import ApiClient, HttpOptions, parse_retry_after
+from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, RateBudget, State
+from syncd.people import Directory
+from syncd.redact import redact
+from syncd.throttle import SlidingWindow, ThrottledTransport, shared_window
+
+_ID = re.compile(r"^[0-9a-f]{24}$")
+_SHORT_LINK = re.compile(r"^[A-Za-z0-9]{8,12}$")
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+ACTION_TYPES = ("addMemberToCard", "removeMemberFromCard", "updateCard", "createCard")
+_MEMBER_ACTIONS = frozenset({"addMemberToCard", "removeMemberFromCard"})
+ACTIONS_LIMIT = 1000  # Trello's maximum; a full answer may have left actions out
+CARD_FIELDS = "name,desc,idList,idMembers,closed,dateLastActivity,shortLink,url,idBoard"
+# Up to this many changed cards are read one by one; more, and the board's open cards are
+# read in one request instead.
+_PER_CARD = 5
+TOKEN_LIMIT = 95  # requests per WINDOW per token (Trello: 100)
+KEY_LIMIT = 285  # requests per WINDOW per API key (Trello: 300)
+WINDOW = 10.0
+_MAX_TITLE = 1024
+_MAX_MEMBERS = 100
+_PAYLOAD = 1000  # characters of a quarantined item kept as evidence
+# Quarantined cards remembered per board; past this, more are reported again at each sweep.
+_MAX_BAD = 500
+
+DEFAULT_LISTS: dict[str, State] = {
+    "to do": "open",
+    "todo": "open",
+    "backlog": "open",
+    "doing": "in_progress",
+    "in progress": "in_progress",
+    "blocked": "blocked",
+    "done": "done",
+}
+
+
+class TrelloConfig(SourceConfig):
+    type: Literal["trello"]
+    boards: list[str] = Field(min_length=1, description="board ids, 24 hex digits each")
+    base_url: str = "https://api.trello.com/1"
+    key: SecretRef
+    token: SecretRef
+    sweep_every: Duration = timedelta(hours=1)
+    archived: Literal["done", "cancelled"] = "done"
+
+    @field_validator("boards")
+    @classmethod
+    def _board_ids(cls, v: list[str]) -> list[str]:
+        ids = [b.strip().lower() for b in v]
+        bad = [b for b, i in zip(v, ids, strict=True) if not _ID.match(i)]
+        if bad:
+            raise ValueError(
+                f"not a board id: {', '.join(map(repr, bad))}; open "
+                'https://trello.com/b/<shortLink>.json and copy its 24-hex-digit "id"'
+            )
+        if len(set(ids)) != len(ids):
+            raise ValueError("lists a board twice")
+        return ids
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_shape(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as https://api.trello.com/1")
+        # The key and token travel in every URL; plain http only for a loopback emulator.
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+            raise ValueError("use https (plain http is accepted only for a loopback emulator)")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must be a plain API root, without query, fragment or credentials")
+        return v.rstrip("/")
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """Where one board's feed stands."""
+
+    since: str | None = None  # newest action id read
+    swept: datetime | None = None  # when its cards were last all read
+    # Cards quarantined and not readable since: card id -> fingerprint of what was read.
+    # A sweep reads them again unchanged; they are reported once, not every hour.
+    bad: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Action:
+    id: str
+    type: str
+    date: datetime
+    card: str
+
+
+class _Unreadable(Exception):
+    """One card that cannot become an Observation. Never leaves this module."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def resume(cursor: Cursor | None, boards: Sequence[str]) -> dict[str, _Mark]:
+    """Each configured board's mark from a stored cursor. What cannot be read starts that
+    board over (a sweep), which is slow but changes nothing."""
+    stored = cursor.get("boards") if isinstance(cursor, dict) else None
+    marks = {}
+    for board in boards:
+        entry = stored.get(board) if isinstance(stored, dict) else None
+        entry = entry if isinstance(entry, dict) else {}
+        since = entry.get("since")
+        bad = entry.get("quarantined")
+        marks[board] = _Mark(
+            since if isinstance(since, str) and _ID.match(since) else None,
+            _time_or_none(entry.get("swept")),
+            {
+                k: v
+                for k, v in (bad.items() if isinstance(bad, dict) else ())
+                if isinstance(k, str) and isinstance(v, str)
+            },
+        )
+    return marks
+
+
+def cursor_of(marks: dict[str, _Mark]) -> Cursor:
+    boards: dict[str, Any] = {}
+    for board, mark in marks.items():
+        entry: dict[str, Any] = {}
+        if mark.since is not None:
+            entry["since"] = mark.since
+        if mark.swept is not None:
+            entry["swept"] = mark.swept.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        if mark.bad:
+            entry["quarantined"] = dict(mark.bad)
+        boards[board] = entry
+    return {"boards": boards}
+
+
+def sweep_due(mark: _Mark, now: datetime, every: timedelta, overflowed: bool) -> bool:
+    return overflowed or mark.swept is None or now - mark.swept >= every
+
+
+def changed_cards(actions: Sequence[_Action]) -> list[str]:
+    """The cards the actions touched, by the time of their latest action, oldest first."""
+    latest: dict[str, datetime] = {}
+    for action in actions:
+        if action.card not in latest or action.date > latest[action.card]:
+            latest[action.card] = action.date
+    return sorted(latest, key=lambda card: latest[card])
+
+
+def owner_times(actions: Sequence[_Action]) -> dict[str, datetime]:
+    """When each card's members last changed, from its add/remove member actions."""
+    times: dict[str, datetime] = {}
+    for action in actions:
+        if action.type in _MEMBER_ACTIONS and (
+            action.card not in times or action.date > times[action.card]
+        ):
+            times[action.card] = action.date
+    return times
+
+
+def _time(value: object, what: str) -> datetime:
+    if not isinstance(value, str) or len(value) > 40:
+        raise _Unreadable(f"{what} is missing or not a timestamp")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Unreadable(f"{what} {value!r} is not an ISO 8601 timestamp") from None
+    if when.tzinfo is None:
+        raise _Unreadable(f"{what} {value!r} has no time zone")
+    return when.astimezone(UTC)
+
+
+def _time_or_none(value: object) -> datetime | None:
+    try:
+        return _time(value, "time")
+    except _Unreadable:
+        return None
+
+
+def _excerpt(raw: object) -> str:
+    # Redact the whole text before cutting it, so no part of a secret survives the cut.
+    return redact(json.dumps(raw, ensure_ascii=False, default=str))[:_PAYLOAD]
+
+
+def _read_action(raw: object) -> _Action | None:
+    """An action that names a card, or None. Actions only say which cards to read, so one
+    that cannot be read is skipped; the card still comes with the next sweep."""
+    if not isinstance(raw, dict):
+        return None
+    action_id, kind = raw.get("id"), raw.get("type")
+    data = raw.get("data")
+    card = data.get("card") if isinstance(data, dict) else None
+    card_id = card.get("id") if isinstance(card, dict) else None
+    when = _time_or_none(raw.get("date"))
+    if (
+        not isinstance(action_id, str)
+        or not _ID.match(action_id)
+        or kind not in ACTION_TYPES
+        or not isinstance(card_id, str)
+        or not _ID.match(card_id)
+        or when is None
+    ):
+        return None
+    return _Action(action_id, str(kind), when, card_id)
+
+
+def _rate_limit_wait(response: httpx.Response) -> float | None:
+    """Seconds to wait after a Trello 429: Retry-After if given, else the whole window."""
+    if response.status_code != 429:
+        return None
+    wait = parse_retry_after(response.headers.get("retry-after"))
+    if wait is not None:
+        return wait
+    body = response.text[:500]
+    if "API_TOKEN_LIMIT_EXCEEDED" in body or "API_KEY_LIMIT_EXCEEDED" in body:
+        return WINDOW
+    return None
+
+
+class TrelloAdapter(Adapter[TrelloConfig]):
+    kind = "trello"
+    Config = TrelloConfig
+    default_states: ClassVar[dict[str, State]] = DEFAULT_LISTS
+
+    def __init__(
+        self,
+        config: TrelloConfig,
+        http: HttpOptions | None = None,
+        *,
+        windows: Sequence[SlidingWindow] | None = None,
+    ) -> None:
+        super().__init__(config, http)
+        try:
+            key, token = config.secret("key"), config.secret("token")
+        except KeyError:
+            # Loaded with resolve=False (as `syncd config check` may do): read them now.
+            try:
+                config.resolve_secrets()
+            except ValueError as exc:
+                raise ConfigError(f"source {config.name}", [f"key/token: {exc}"]) from None
+            key, token = config.secret("key"), config.secret("token")
+        # The feed's clock, for sweeps; tests replace it.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        if windows is None:
+            windows = (
+                shared_window("trello-token", token, TOKEN_LIMIT, WINDOW),
+                shared_window("trello-key", key, KEY_LIMIT, WINDOW),
+            )
+        self.windows = tuple(windows)  # what every request waits on before it is sent
+        inner = self.http.transport or httpx.HTTPTransport()
+        self.client = ApiClient(
+            service="trello",
+            source=config.name,
+            base_url=config.base_url,
+            headers={"Accept": "application/json"},
+            params={"key": key, "token": token},
+            options=replace(self.http, transport=ThrottledTransport(inner, self.windows)),
+            wait_rule=_rate_limit_wait,
+        )
+        self._lists: dict[str, str] = {}  # list id -> name
+        self._usernames: dict[str, str] = {}  # member id -> username
+        self._member_ids: dict[str, str] = {}  # username (lower-case) -> member id
+        self._claimed: frozenset[str] = frozenset()  # handles people are configured with
+        # What read_owners last saw of a card (board, member ids): the outbox reads the
+        # owners just before writing, so the write need not read them again.
+        self._last_read: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+    def bind_people(self, directory: Directory) -> None:
+        self._claimed = frozenset(
+            h.lower() for p in directory.people.values() for h in p.handles_for(self.kind)
+        )
+
+    # -- reading ------------------------------------------------------------------------
+
+    def pull(self, cursor: Cursor | None) -> Iterator[Page]:
+        marks = resume(cursor, self.config.boards)
+        now = self.clock()
+        for board in self.config.boards:
+            page = self._pull_board(board, marks, now)
+            if page is not None:
+                yield page
+
+    def _pull_board(self, board: str, marks: dict[str, _Mark], now: datetime) -> Page | None:
+        mark = marks[board]
+        raw_actions = self._actions(board, mark.since)
+        actions = [
+            a
+            for a in map(self._learn_and_read, raw_actions)
+            if a is not None and a.id != mark.since
+        ]
+        sweep = sweep_due(
+            mark, now, self.config.sweep_every, overflowed=len(raw_actions) >= ACTIONS_LIMIT
+        )
+        if not actions and not sweep:
+            return None
+        changed = changed_cards(actions)
+        if sweep:
+            self._refresh_lists(board)
+            self._refresh_members(board)
+            cards = self._board_cards(board)
+        elif len(changed) > _PER_CARD:
+            wanted = set(changed)
+            cards = [c for c in self._board_cards(board) if _raw_id(c) in wanted]
+        else:
+            cards = []
+        found = {_raw_id(c) for c in cards}
+        # Cards the feed named that the listing did not hold: archived, or read one by one.
+        for card_id in changed:
+            if card_id not in found:
+                card = self._card_or_none(card_id)
+                if card is not None:
+                    cards.append(card)
+        bad = dict(mark.bad)
+        page = self._read_cards(board, cards, owner_times(actions), bad, refreshed=sweep)
+        newest = max(actions, key=lambda a: (a.date, a.id)).id if actions else mark.since
+        marks[board] = _Mark(newest, now if sweep else mark.swept, bad)
+        page.cursor = cursor_of(marks)
+        return page
+
+    def _learn_and_read(self, raw: object) -> _Action | None:
+        # Member actions carry the member's username: learning it here saves a members read.
+        member = raw.get("member") if isinstance(raw, dict) else None
+        if isinstance(member, dict):
+            self._learn_member(member)
+        return _read_action(raw)
+
+    def _read_cards(
+        self,
+        board: str,
+        cards: list[Any],
+        times: dict[str, datetime],
+        bad: dict[str, str],
+        *,
+        refreshed: bool,
+    ) -> Page:
+        """Observe `cards`; `bad` (card id -> fingerprint of quarantined cards) is updated."""
+        page = Page()
+        for raw in cards:
+            try:
+                if not refreshed and self._needs_refresh(raw):
+                    # One refresh per board and pull covers every card that needs it.
+                    self._refresh_lists(board)
+                    self._refresh_members(board)
+                    refreshed = True
+                obs = self._observe(raw, board)
+            except _Unreadable as exc:
+                card_id = raw.get("id") if isinstance(raw, dict) else None
+                ref = card_id if isinstance(card_id, str) and _ID.match(card_id) else None
+                quarantined = Quarantined(self.name, ref, exc.reason, _excerpt(raw))
+                if ref is None:
+                    page.quarantined.append(quarantined)
+                    continue
+                fingerprint = hashlib.blake2b(quarantined.payload.encode(), digest_size=8)
+                if bad.get(ref) != fingerprint.hexdigest():
+                    page.quarantined.append(quarantined)
+                if ref in bad or len(bad) < _MAX_BAD:
+                    bad[ref] = fingerprint.hexdigest()
+                continue
+            if obs is not None:
+                bad.pop(obs.ref, None)
+                page.observations.append(replace(obs, owner_changed_at=times.get(obs.ref)))
+        page.observations.sort(key=lambda o: o.updated_at)
+        return page
+
+    def _needs_refresh(self, raw: object) -> bool:
+        if not isinstance(raw, dict):
+            return False
+        members = raw.get("idMembers")
+        unknown_member = isinstance(members, list) and any(
+            isinstance(m, str) and m not in self._usernames and m not in self._claimed
+            for m in members
+        )
+        return unknown_member or raw.get("idList") not in self._lists
+
+    def _observe(self, raw: object, board: str) -> Observation | None:
+        """One card as an Observation; None for a card that has left the board."""
+        if not isinstance(raw, dict):
+            raise _Unreadable(f"a card is a JSON {type(raw).__name__}, not an object")
+        card_id = raw.get("id")
+        if not isinstance(card_id, str) or not _ID.match(card_id):
+            raise _Unreadable("id is missing or not a Trello id")
+        if raw.get("idBoard") != board:
+            # Moved to another board: out of this source's scope. Its absence closes
+            # nothing; if that board is configured too, it is read there.
+            return None
+        updated_at = _time(raw.get("dateLastActivity"), "dateLastActivity")
+        name, desc = raw.get("name"), raw.get("desc")
+        if not isinstance(name, str):
+            raise _Unreadable("name is missing or not a string")
+        if desc is not None and not isinstance(desc, str):
+            raise _Unreadable("desc is not a string")
+        short_link, url = raw.get("shortLink"), raw.get("url")
+        if not isinstance(short_link, str) or not _SHORT_LINK.match(short_link):
+            raise _Unreadable("shortLink is missing or malformed")
+        if not isinstance(url, str) or len(url) > 2048 or not url.startswith("https://"):
+            raise _Unreadable("url is missing or not an https URL")
+        closed = raw.get("closed")
+        if not isinstance(closed, bool):
+            raise _Unreadable("closed is missing or not a boolean")
+        list_id = raw.get("idList")
+        if not isinstance(list_id, str) or not _ID.match(list_id):
+            raise _Unreadable("idList is missing or not a Trello id")
+        members = raw.get("idMembers")
+        if not isinstance(members, list) or len(members) > _MAX_MEMBERS:
+            raise _Unreadable("idMembers is missing or not a list, so the owners are unknown")
+        if not all(isinstance(m, str) and _ID.match(m) for m in members):
+            raise _Unreadable("idMembers holds something that is not a member id")
+        state: State = (
+            self.config.archived
+            if closed
+            else self.map_state(self._lists.get(list_id, "").strip(), fallback="open")
+        )
+        keys = (f"trello:{short_link}",)
+        return Observation(
+            source=self.name,
+            ref=card_id,
+            url=url,
+            title=name[:_MAX_TITLE],
+            state=state,
+            owners=tuple(self._handle(m) for m in members),
+            updated_at=updated_at,
+            keys=keys,
+            mentions=tuple(k for k in extract_keys(name, desc) if k not in keys),
+        )
+
+    def _handle(self, member_id: str) -> str:
+        if member_id in self._claimed:
+            return member_id
+        return self._usernames.get(member_id, member_id)
+
+    # -- requests -----------------------------------------------------------------------
+
+    def _actions(self, board: str, since: str | None) -> list[Any]:
+        params = {
+            "filter": ",".join(ACTION_TYPES),
+            "limit": str(ACTIONS_LIMIT),
+            "memberCreator": "false",
+        }
+        if since is not None:
+            params["since"] = since
+        data = self._get(f"boards/{board}/actions", params)
+        if not isinstance(data, list):
+            raise MalformedResponse(self.name, f"the actions of board {board} are not a list")
+        return data
+
+    def _board_cards(self, board: str) -> list[Any]:
+        data = self._get(f"boards/{board}/cards/open", {"fields": CARD_FIELDS})
+        if not isinstance(data, list):
+            raise MalformedResponse(self.name, f"the cards of board {board} are not a list")
+        return data
+
+    def _card_or_none(self, card_id: str) -> Any:
+        """A card by id; None when it no longer exists (deleted cards are simply gone)."""
+        try:
+            return self._get(f"cards/{card_id}", {"fields": CARD_FIELDS})
+        except FatalError:
+            last = self.client.last_response
+            if last is not None and last.status_code == 404:
+                return None
+            raise
+
+    def _refresh_lists(self, board: str) -> None:
+        # Archived lists too, so cards left on them still have a name to map.
+        data = self._get(f"boards/{board}/lists", {"fields": "name,closed", "filter": "all"})
+        if not isinstance(data, list):
+            raise MalformedResponse(self.name, f"the lists of board {board} are not a list")
+        for entry in data:
+            if isinstance(entry, dict):
+                list_id, name = entry.get("id"), entry.get("name")
+                if isinstance(list_id, str) and isinstance(name, str):
+                    self._lists[list_id] = name
+
+    def _refresh_members(self, board: str) -> None:
+        data = self._get(f"boards/{board}/members", None)
+        if not isinstance(data, list):
+            raise MalformedResponse(self.name, f"the members of board {board} are not a list")
+        for entry in data:
+            if isinstance(entry, dict):
+                self._learn_member(entry)
+
+    def _learn_member(self, entry: dict[str, Any]) -> None:
+        member_id, username = entry.get("id"), entry.get("username")
+        if (
+            isinstance(member_id, str)
+            and _ID.match(member_id)
+            and isinstance(username, str)
+            and 0 < len(username) <= 100
+        ):
+            self._usernames[member_id] = username.lower()
+            self._member_ids[username.lower()] = member_id
+
+    def _get(self, path: str, params: dict[str, str] | None) -> Any:
+        return self.client.json(self.client.request("GET", path, params=params))
+
+    # -- writing ------------------------------------------------------------------------
+
+    def read_owners(self, ref: str) -> tuple[str, ...]:
+        card_id = self._card_id(ref)
+        raw = self._get(f"cards/{card_id}", {"fields": "idMembers,idBoard"})
+        board = raw.get("idBoard") if isinstance(raw, dict) else None
+        members = raw.get("idMembers") if isinstance(raw, dict) else None
+        if (
+            not isinstance(board, str)
+            or not isinstance(members, list)
+            or not all(isinstance(m, str) and _ID.match(m) for m in members)
+        ):
+            raise MalformedResponse(self.name, f"card {card_id}: no readable idMembers")
+        if any(m not in self._usernames and m not in self._claimed for m in members):
+            self._refresh_members(board)
+        self._last_read[card_id] = (board, tuple(members))
+        return tuple(self._handle(m) for m in members)
+
+    def write_owner(
+        self, ref: str, add: str | None, remove: tuple[str, ...], handoff: Handoff
+    ) -> tuple[str, ...]:
+        card_id = self._card_id(ref)
+        if card_id not in self._last_read:
+            self.read_owners(ref)
+        board, members = self._last_read.pop(card_id)
+        # Add before removing: if Trello refuses the new owner, the card keeps the old one
+        # instead of being left with nobody.
+        if add is not None:
+            member = self._member_id(add, board)
+            if member not in members:
+                self.client.request("POST", f"cards/{card_id}/idMembers", params={"value": member})
+        for handle in remove:
+            if add is not None and handle.lower() == add.lower():
+                continue
+            member = self._member_id(handle, board)
+            if member in members:
+                self.client.request("DELETE", f"cards/{card_id}/idMembers/{member}")
+        return self.read_owners(ref)
+
+    def _member_id(self, handle: str, board: str) -> str:
+        if _ID.match(handle.lower()):
+            return handle.lower()
+        member = self._member_ids.get(handle.lower())
+        if member is None:
+            self._refresh_members(board)
+            member = self._member_ids.get(handle.lower())
+        if member is None:
+            raise FatalError(
+                self.name,
+                f"no member with username {handle!r} on board {board}; add them to the board, "
+                "or fix their trello handle under [[people]]",
+            )
+        return member
+
+    def _card_id(self, ref: str) -> str:
+        if not _ID.match(ref):
+            raise FatalError(self.name, f"{ref!r} is not a Trello card id")
+        return ref
+
+    # -- rate limits and bookkeeping ------------------------------------------------------
+
+    def rate_budget(self) -> RateBudget | None:
+        response = self.client.last_response
+        if response is None:
+            return None
+        remaining = response.headers.get("x-rate-limit-api-token-remaining", "")
+        limit = response.headers.get("x-rate-limit-api-token-max", "")
+        if not remaining.isdigit():
+            return None
+        return RateBudget(int(remaining), int(limit) if limit.isdigit() else None, None)
+
+    def request_counts(self) -> Counter[str]:
+        return Counter(self.client.counts)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _raw_id(raw: object) -> object:
+    return raw.get("id") if isinstance(raw, dict) else None
+
+
+ADAPTER = TrelloAdapter

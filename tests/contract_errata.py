@@ -1,0 +1,158 @@
+"""Known errors in the vendors' published API descriptions, corrected for the contract check.
+
+Each erratum is narrow, names its evidence, and applies only while the published description
+still has the error: once the shared copy is corrected, it is reported as no longer needed
+and the check runs on the shared files as they are. The emulators stay faithful to the real
+APIs; the descriptions are what is wrong here, and these are reported for correction.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Spec = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Erratum:
+    file: str
+    what: str
+    evidence: str
+    applies: Callable[[Spec], bool]
+    fix: Callable[[Spec], None]
+
+
+def _schemas(spec: Spec) -> dict[str, Any]:
+    schemas: dict[str, Any] = spec["components"]["schemas"]
+    return schemas
+
+
+def _card_attachments(spec: Spec) -> dict[str, Any]:
+    for p in spec["paths"]["/cards/{id}"]["get"]["parameters"]:
+        if p.get("name") == "attachments":
+            return p  # type: ignore[no-any-return]
+    return {}
+
+
+_TRELLO_ID = {"type": "string", "pattern": "^[0-9a-fA-F]{24}$", "nullable": True}
+# Properties declared as {"$ref": TrelloID, "nullable": true}: OpenAPI 3.0 ignores siblings
+# of $ref, so the null the description means to allow is rejected.
+_NULLABLE_REF_IDS = [
+    ("Card", ("idAttachmentCover",)),
+    ("Card", ("mirrorSourceId",)),
+    ("Card", ("cover", "idAttachment")),
+    ("Member", ("idMemberReferrer",)),
+]
+
+
+def _prop(spec: Spec, schema: str, path: tuple[str, ...]) -> dict[str, Any]:
+    node: dict[str, Any] = _schemas(spec)[schema]
+    for name in path:
+        node = node["properties"][name]
+    return node
+
+
+def _set_prop(spec: Spec, schema: str, path: tuple[str, ...], value: dict[str, Any]) -> None:
+    node: dict[str, Any] = _schemas(spec)[schema]
+    for name in path[:-1]:
+        node = node["properties"][name]
+    node["properties"][path[-1]] = value
+
+
+ERRATA = [
+    Erratum(
+        "jira-cloud-v3.json",
+        "Changelog.created is declared RFC 3339 date-time",
+        "Jira writes yyyy-MM-dd'T'HH:mm:ss.SSSZ (offset +0000, no colon); the description's "
+        "own changelog example shows 2017-04-13T15:40:29.429+0000",
+        lambda s: _prop(s, "Changelog", ("created",)).get("format") == "date-time",
+        lambda s: _prop(s, "Changelog", ("created",)).pop("format"),
+    ),
+    Erratum(
+        "jira-cloud-v3.json",
+        "ChangeDetails.from/fromString/to/toString are not nullable",
+        'the description\'s own changelog example has "from": null; an assignment from or to '
+        "nobody carries null on that side",
+        lambda s: not _prop(s, "ChangeDetails", ("from",)).get("nullable"),
+        lambda s: [
+            _prop(s, "ChangeDetails", (n,)).update(nullable=True)
+            for n in ("from", "fromString", "to", "toString")
+        ],
+    ),
+    Erratum(
+        "jira-cloud-v3.json",
+        "PUT /rest/api/3/issue/{key}/assignee body: User.accountId is not nullable",
+        "the operation's own text: 'If accountId is set to null, the issue is unassigned'",
+        lambda s: not _prop(s, "User", ("accountId",)).get("nullable"),
+        lambda s: _prop(s, "User", ("accountId",)).update(nullable=True),
+    ),
+    Erratum(
+        "trello.json",
+        "GET /cards/{id} parameter attachments: default false under type string",
+        'the default (false) fails the parameter\'s own "type": "string", and the checker '
+        "applies defaults, so every GET /cards/{id} is rejected",
+        lambda s: _card_attachments(s).get("schema", {}).get("type") == "string",
+        lambda s: _card_attachments(s)["schema"].pop("type"),
+    ),
+    Erratum(
+        "trello.json",
+        "TrelloList.softLimit is not nullable",
+        'a list with no soft limit carries "softLimit": null',
+        lambda s: not _prop(s, "TrelloList", ("softLimit",)).get("nullable"),
+        lambda s: _prop(s, "TrelloList", ("softLimit",)).update(nullable=True),
+    ),
+    Erratum(
+        "trello.json",
+        "nullable beside $ref (Card.idAttachmentCover, mirrorSourceId, cover.idAttachment, "
+        "Member.idMemberReferrer)",
+        "OpenAPI 3.0 ignores the siblings of $ref, so the null these ids take when unset is "
+        "rejected although the description marks them nullable",
+        lambda s: any("$ref" in _prop(s, sch, p) for sch, p in _NULLABLE_REF_IDS),
+        lambda s: [_set_prop(s, sch, p, dict(_TRELLO_ID)) for sch, p in _NULLABLE_REF_IDS],
+    ),
+    Erratum(
+        "trello.json",
+        "Card.cover.color: nullable beside $ref Color",
+        'a card cover with no colour carries "color": null',
+        lambda s: "$ref" in _prop(s, "Card", ("cover", "color")),
+        lambda s: _set_prop(
+            s,
+            "Card",
+            ("cover", "color"),
+            {
+                "type": "string",
+                "nullable": True,
+                "enum": [*_schemas(s)["Color"].get("enum", []), None],
+            },
+        ),
+    ),
+    Erratum(
+        "trello.json",
+        "Card.cardRole: nullable, but its enum lacks null",
+        'a plain card carries "cardRole": null',
+        lambda s: None not in _prop(s, "Card", ("cardRole",)).get("enum", [None]),
+        lambda s: _prop(s, "Card", ("cardRole",))["enum"].append(None),
+    ),
+]
+
+
+def corrected_checker(shared: Path, into: Path) -> tuple[Path, list[str]]:
+    """A copy of the checker beside corrected copies of the descriptions, and the errata
+    that were applied (each with its evidence)."""
+    contract = into / "contract"
+    shutil.copytree(shared / "contract", contract)
+    applied = []
+    for name in sorted({e.file for e in ERRATA}):
+        path = contract / "openapi" / name
+        spec = json.loads(path.read_text())
+        for e in (e for e in ERRATA if e.file == name):
+            if e.applies(spec):
+                e.fix(spec)
+                applied.append(f"{name}: {e.what} ({e.evidence})")
+        path.write_text(json.dumps(spec))
+    return contract / "check_traffic.py", applied

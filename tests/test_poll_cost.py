@@ -1,0 +1,114 @@
+"""What a sync cycle costs each source type, counted on the emulators' side of the wire.
+
+A cycle that finds nothing new must cost one request per source for GitHub (a conditional
+request answered 304) and Jira (one search), and one request per board for Trello (the
+action feed), and must change nothing in the ledger.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.config import parse_config
+from syncd.cycle import Engine
+from syncd.ledger import Ledger
+from syncd.sandbox.github import DEFAULT_TOKEN as GITHUB_TOKEN
+from syncd.sandbox.github import GitHubEmulator
+from syncd.sandbox.jira import DEFAULT_EMAIL, JiraEmulator
+from syncd.sandbox.jira import DEFAULT_TOKEN as JIRA_TOKEN
+from syncd.sandbox.trello import DEFAULT_KEY, TrelloEmulator
+from syncd.sandbox.trello import DEFAULT_TOKEN as TRELLO_TOKEN
+
+
+@pytest.fixture
+def engine(
+    github_emulator: GitHubEmulator,
+    jira_emulator: JiraEmulator,
+    trello_emulator: TrelloEmulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    github_emulator.add_repo("acme/api", collaborators=["alice-m"])
+    github_emulator.create_issue("acme/api", "One", assignees=["alice-m"])
+    alice = jira_emulator.add_user("Alice Moreau")
+    jira_emulator.add_project("OPS")
+    jira_emulator.create_issue("OPS", "Two", "See acme/api#1", assignee=alice)
+    boards = [trello_emulator.add_board(f"Board {n}", members=["alicemoreau"]) for n in (1, 2)]
+    for board in boards:
+        trello_emulator.create_card(board, "Doing", "Three", members=["alicemoreau"])
+    for name, value in {
+        "COST_GITHUB": GITHUB_TOKEN,
+        "COST_JIRA": JIRA_TOKEN,
+        "COST_TRELLO_KEY": DEFAULT_KEY,
+        "COST_TRELLO_TOKEN": TRELLO_TOKEN,
+    }.items():
+        monkeypatch.setenv(name, value)
+    doc = {
+        "ledger": str(tmp_path / "ledger.db"),
+        "sources": [
+            {
+                "name": "github",
+                "type": "github",
+                "repo": "acme/api",
+                "write_spacing": 0,
+                "base_url": github_emulator.base_url,
+                "token": {"env": "COST_GITHUB"},
+            },
+            {
+                "name": "jira",
+                "type": "jira",
+                "base_url": jira_emulator.base_url,
+                "email": DEFAULT_EMAIL,
+                "token": {"env": "COST_JIRA"},
+                "jql": "project = OPS",
+            },
+            {
+                "name": "trello",
+                "type": "trello",
+                "boards": boards,
+                "base_url": trello_emulator.base_url,
+                "key": {"env": "COST_TRELLO_KEY"},
+                "token": {"env": "COST_TRELLO_TOKEN"},
+            },
+        ],
+        "people": [
+            {
+                "id": "alice",
+                "handles": {"github": "alice-m", "jira": alice, "trello": "alicemoreau"},
+            }
+        ],
+    }
+    config = parse_config(doc)
+    ledger = Ledger(config.ledger)
+    engine = Engine(config, ledger)
+    yield engine
+    engine.close()
+    ledger.close()
+
+
+def test_a_no_change_cycle_costs_one_request_per_source_and_per_board(
+    engine: Engine,
+    github_emulator: GitHubEmulator,
+    jira_emulator: JiraEmulator,
+    trello_emulator: TrelloEmulator,
+) -> None:
+    first = engine.sync_once()
+    assert all(r.ok for r in first), [r.error for r in first]
+    assert engine.ledger.counts()["requests"] == 3  # the Jira issue joined the GitHub one
+    engine.sync_once()  # settles the GitHub etag, which the first listing could not keep
+    before = engine.ledger.counts()
+    for emulator in (github_emulator, jira_emulator, trello_emulator):
+        emulator.reset_counts()
+    results = {r.source: r for r in engine.sync_once()}
+    assert {name: r.requests for name, r in results.items()} == {
+        "github": 1,
+        "jira": 1,
+        "trello": 2,  # two boards
+    }
+    assert github_emulator.count() == github_emulator.count(status=304) == 1
+    assert jira_emulator.count() == jira_emulator.count("GET", "/rest/api/3/search/jql") == 1
+    assert trello_emulator.count() == trello_emulator.count("GET", "/boards/{boardId}/actions") == 2
+    assert engine.ledger.counts() == before  # and nothing changed
