@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 # type name in config -> module under syncd.adapters
 ADAPTER_MODULES: dict[str, str] = {
+    "email": "email",
     "github": "github",
     "jira": "jira",
     "trello": "trello",
