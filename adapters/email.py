@@ -52,7 +52,11 @@ the reply went out, so it could only trade this rare lost reply for a duplicate 
 
 syncd's own replies carry X-Syncd-Request and are skipped when they arrive in the mailbox;
 its own keyword changes read back as the owner the ledger already has, so neither comes
-back as a new request or a new handoff.
+back as a new request or a new handoff. Mail a machine sent in answer to other mail (a
+bounce of one of those replies, a read receipt, an out-of-office reply; see
+email_message.automatic) is quarantined with the reason "automatic message
+(bounce/auto-reply); not a request" rather than dropped quietly: it is not a request, and a
+bounce means a reply did not arrive, which `syncd status` then shows.
 """
 
 from __future__ import annotations

@@ -13,10 +13,14 @@ Mail comes from anyone, so everything here assumes hostile input:
   into an outgoing header has already been checked here; a Message-ID that is missing or
   malformed is replaced by a stable synthetic one (see `synthetic_message_id`).
 * Broken MIME never stops a message: the body falls back to the raw bytes as text.
+* Mail a machine sent in answer to other mail (bounces, read receipts, out-of-office
+  replies; see `automatic`) is refused too: a bounce of syncd's own reply must not become a
+  request, and quarantine shows it (a bounce means a reply did not arrive).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
@@ -71,6 +75,12 @@ NO_SUBJECT = "(no subject)"
 
 class Refused(Exception):
     """A message syncd will not use; the message says why, for the quarantine."""
+
+
+AUTOMATIC = "automatic message (bounce/auto-reply); not a request"
+# Senders of bounces from MTAs that send them as plain text, without a delivery report.
+_BOUNCE_SENDERS = frozenset({"mailer-daemon", "postmaster"})
+_TOKEN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
 
 
 @dataclass(frozen=True)
@@ -321,6 +331,45 @@ def body_text(header: Message, body: bytes, notes: list[str]) -> str:
     return text[:_MAX_TEXT]
 
 
+# -- automatic mail ---------------------------------------------------------------------
+
+
+def _token(value: object) -> str:
+    """A header value's first token, lower-cased, or "other": only a token this shape is
+    ever quoted in a quarantine reason, never the sender's text."""
+    token = str(value).split(";", 1)[0].strip().lower()
+    return token if _TOKEN.match(token) else "other"
+
+
+def automatic(header: Message, address: str) -> str | None:
+    """Why this message was sent by a machine in answer to other mail, or None.
+
+    * `Content-Type: multipart/report` (RFC 6522): delivery status notifications, that is
+      bounces (report-type=delivery-status, RFC 3464), read receipts
+      (disposition-notification) and abuse reports;
+    * an `Auto-Submitted` field with any value but "no" (RFC 3834): out-of-office and other
+      auto-replies, and most bounces, which also carry it;
+    * a sender whose local part is MAILER-DAEMON or postmaster: bounces from MTAs that send
+      plain text without a report.
+
+    `address` is the From address as written (it may have no domain). Precedence: bulk or
+    list is not a sign: mail forwarded to the shared mailbox through a mailing list or a
+    group carries it, and is a request like any other.
+    """
+    # A Content-Type too broken to read is not a report; the checks below still apply.
+    with contextlib.suppress(Exception):
+        if header.get_content_type() == "multipart/report":
+            kind = _token(header.get_param("report-type", "none"))
+            return f"Content-Type multipart/report, report-type {kind}"
+    submitted = header.get("Auto-Submitted")
+    if submitted is not None and _token(submitted) != "no":
+        return f"Auto-Submitted: {_token(submitted)}"
+    local = address.rpartition("@")[0] if "@" in address else address
+    if local.strip().lower() in _BOUNCE_SENDERS:
+        return f"sent by {local.strip().lower()}"
+    return None
+
+
 # -- the whole message ------------------------------------------------------------------
 
 
@@ -342,6 +391,11 @@ def read_message(fetched: Fetched) -> MailFacts:
     sender = valid_address(address)
     if sender_field and sender is None:
         notes.append("From holds no usable address")
+    own = header.get(OWN_MAIL_HEADER) is not None
+    # syncd's own replies say Auto-Submitted too; they are skipped as its own, not refused.
+    machine = None if own else automatic(header, address)
+    if machine is not None:
+        raise Refused(f"{AUTOMATIC} ({machine})")
     ids = message_ids(str(header.get("Message-ID", "")), limit=1)
     synthetic = not ids
     message_id = ids[0] if ids else synthetic_message_id(fetched, header)
@@ -369,7 +423,7 @@ def read_message(fetched: Fetched) -> MailFacts:
         sender=sender,
         sender_name=single_line(name)[:200] or None,
         received_at=fetched.internal_date,
-        own=header.get(OWN_MAIL_HEADER) is not None,
+        own=own,
         keywords=keywords(fetched.flags),
         modseq=fetched.modseq,
         mentions=extract_keys(subject_line, text),

@@ -88,11 +88,10 @@ def reply_text(handoff: Handoff, title: str, prefix: str) -> str:
         lines = [f'{key} "{title}" no longer has an owner.']
     else:
         lines = [f'{_who(handoff.to_name, handoff.to_owner)} now owns {key} "{title}".']
-    lines += [
-        "",
-        f"Handed over by: {_who(handoff.from_name, handoff.from_owner)}",
-        f"Where: {_where(handoff.origin)}",
-    ]
+    lines.append("")
+    if handoff.from_owner is not None:
+        lines.append(f"Handed over by: {_who(handoff.from_name, handoff.from_owner)}")
+    lines.append(f"Where: {_where(handoff.origin)}")
     if handoff.actor:
         lines.append(f"Changed by: {single_line(handoff.actor)}")
     if handoff.note:

@@ -727,7 +727,12 @@ class Ledger:
     ) -> list[dict[str, Any]]:
         now = now or now_utc()
         rows = self.conn.execute(
-            "SELECT o.id, o.link_id, o.request_id, o.value, o.origin, o.actor, o.note, o.attempts, o.attempted_at, "
+            # The origin is where the owner last changed, not whichever poll queued the row
+            # (linking one more item queues a write too, but nobody handed anything over there).
+            "SELECT o.id, o.link_id, o.request_id, o.value, "
+            "coalesce((SELECT e.source FROM events e WHERE e.request_id = o.request_id "
+            " AND e.kind = 'owner_changed' ORDER BY e.id DESC LIMIT 1), o.origin), "
+            "o.actor, o.note, o.attempts, o.attempted_at, "
             "l.ref, l.kind, l.snap_owner, r.key, r.title, "
             "(SELECT from_value FROM events e WHERE e.request_id = o.request_id AND e.kind = 'owner_changed' "
             " ORDER BY e.id DESC LIMIT 1) "
@@ -808,10 +813,12 @@ class Ledger:
     def retry_write(
         self, outbox_id: int, error: str, next_at: datetime, *, count_attempt: bool = True
     ) -> None:
+        # The attempt answered with an error, so the write is taken as not made: a tool that
+        # later shows this value shows a person's change, not an echo of ours.
         with self.transaction() as c:
             c.execute(
-                "UPDATE outbox SET attempts = attempts + ?, last_error = ?, next_attempt_at = ?, updated_at = ? "
-                "WHERE id = ? AND status = 'pending'",
+                "UPDATE outbox SET attempts = attempts + ?, last_error = ?, next_attempt_at = ?, "
+                "updated_at = ?, attempted_at = NULL WHERE id = ? AND status = 'pending'",
                 (1 if count_attempt else 0, error, iso(next_at), iso(now_utc()), outbox_id),
             )
 

@@ -413,3 +413,247 @@ def test_replies_to_hostile_threads_carry_no_injected_header(
     assert message["To"] == recipient
     assert message["References"] == "<ok@x> <hostile@x>"
     assert "Bcc" not in header_block
+
+
+# -- automatic mail: bounces, auto-replies, read receipts ---------------------------------
+
+
+def report(
+    original: bytes,
+    *,
+    sender: str = "MAILER-DAEMON@mx.customer.org (Mail Delivery System)",
+    auto_submitted: str | None = "auto-replied",
+    report_type: str = "delivery-status",
+    message_id: str = "20260302090001.4F2A1@mx.customer.org",
+) -> bytes:
+    """A delivery status notification returning `original`, shaped as Postfix sends one
+    (RFC 3464 inside RFC 6522's multipart/report)."""
+    header = [
+        f"From: {sender}",
+        "To: syncd@example.com",
+        "Subject: Undelivered Mail Returned to Sender",
+        "Date: Mon, 02 Mar 2026 09:00:01 +0000",
+        f"Message-ID: <{message_id}>",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/report; report-type={report_type}; boundary="dsn"',
+    ]
+    if auto_submitted is not None:
+        header.append(f"Auto-Submitted: {auto_submitted}")
+    body = (
+        "--dsn\r\nContent-Description: Notification\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+        "This is the mail system at host mx.customer.org.\r\n"
+        "I'm sorry to have to inform you that your message could not\r\n"
+        "be delivered to one or more recipients. It's attached below.\r\n\r\n"
+        "--dsn\r\nContent-Description: Delivery report\r\n"
+        "Content-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.customer.org\r\n\r\n"
+        "Final-Recipient: rfc822; carol@customer.org\r\n"
+        "Action: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 <carol@customer.org>: User unknown\r\n\r\n"
+        "--dsn\r\nContent-Description: Undelivered Message\r\n"
+        "Content-Type: message/rfc822\r\n\r\n"
+    )
+    return ("\r\n".join(header) + "\r\n\r\n" + body).encode() + original + b"\r\n--dsn--\r\n"
+
+
+def test_a_bounce_of_syncds_own_reply_is_quarantined_not_a_request(
+    tmp_path: Path,
+    make: Callable[..., EmailAdapter],
+    mailbox: Mailbox,
+    smtp: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """syncd replies into a thread; the requester's server bounces it back to the mailbox.
+    The bounce quotes the reply, which names the request and the /assign syntax: read as
+    mail, it would be a new thread joining that request. The reply itself, which says
+    Auto-Submitted as well, is syncd's own: skipped, not quarantined."""
+    mailbox.deliver(
+        raw(
+            "From: Carol <carol@customer.org>",
+            "Subject: Printer on fire",
+            "Message-ID: <fire@customer.org>",
+        )
+    )
+    adapter = make(reply_to="requester")
+    (observation,), _ = pull(adapter)
+    adapter.write_owner(
+        observation.ref,
+        "alice@example.com",
+        (),
+        Handoff("REQ-1", "Printer on fire", "alice", "Alice", None, None, "api"),
+    )
+    (sent,) = smtp.wait_for(1)
+    assert b"REQ-1" in sent.data  # what the bounce gives back, and must not act on
+    mailbox.deliver(sent.data)  # the reply itself reaches the mailbox too, as by default
+    mailbox.deliver(report(sent.data))
+
+    path = tmp_path / "syncd.toml"
+    path.write_text(
+        f'ledger = "{tmp_path / "ledger.db"}"\n'
+        + email_source("support", mailbox, smtp, password_env=PASSWORD_ENV)
+    )
+    monkeypatch.setenv(PASSWORD_ENV, mailbox.password)
+    ledger = Ledger(load_config(path).ledger)
+    engine = Engine(load_config(path), ledger)
+    (result,) = engine.sync_once()
+    engine.close()
+    assert result.ok, result.error
+    assert ledger.counts()["requests"] == 1
+    (link,) = ledger.rows("SELECT ref FROM links")
+    assert link["ref"] == "fire@customer.org"
+    (q,) = ledger.rows("SELECT ref, reason FROM quarantine")
+    assert q["reason"] == (
+        "automatic message (bounce/auto-reply); not a request "
+        "(Content-Type multipart/report, report-type delivery-status)"
+    )
+    assert q["ref"] == f"INBOX/{mailbox.uidvalidity()}/3"
+    ledger.close()
+
+
+THREAD = ("In-Reply-To: <fire@customer.org>", "References: <fire@customer.org>")
+AUTOMATIC = [
+    Case(
+        "a delivery report without Auto-Submitted, from no special sender",
+        report(
+            b"Subject: Re: Printer on fire\r\n\r\nREQ-1\r\n",
+            sender="Mail Delivery Subsystem <bounces@mx.customer.org>",
+            auto_submitted=None,
+        ),
+        quarantined=r"\(Content-Type multipart/report, report-type delivery-status\)$",
+    ),
+    Case(
+        "a read receipt",
+        report(
+            b"Subject: Printer on fire\r\n\r\n",
+            sender="Carol <carol@customer.org>",
+            auto_submitted=None,
+            report_type="disposition-notification",
+        ),
+        quarantined=r"report-type disposition-notification\)$",
+    ),
+    Case(
+        "an out-of-office reply in the thread",
+        raw(
+            "From: Carol <carol@customer.org>",
+            "Subject: Out of office: Re: Printer on fire",
+            "Message-ID: <ooo@customer.org>",
+            *THREAD,
+            "Auto-Submitted: auto-replied; owner-email=carol@customer.org",
+            body="I am away until Monday.\r\n/assign carol\r\n",
+        ),
+        quarantined=r"\(Auto-Submitted: auto-replied\)$",
+    ),
+    Case(
+        "a notification from a robot",
+        raw(
+            "From: monitor@customer.org",
+            "Subject: Disk full",
+            "Message-ID: <robot@customer.org>",
+            "Auto-Submitted: Auto-Generated",
+        ),
+        quarantined=r"\(Auto-Submitted: auto-generated\)$",
+    ),
+    Case(
+        "an Auto-Submitted value that is not a token",
+        raw(
+            "From: a@customer.org",
+            "Subject: odd",
+            "Message-ID: <odd@customer.org>",
+            "Auto-Submitted: =?utf-8?q?Bcc=3A_x?= <evil@x>",
+        ),
+        quarantined=r"\(Auto-Submitted: other\)$",
+    ),
+    Case(
+        "a plain-text bounce from MAILER-DAEMON without a domain",
+        raw(
+            "From: MAILER-DAEMON",
+            "Subject: failure notice",
+            "Message-ID: <qmail@mx.customer.org>",
+            body="Sorry, I couldn't deliver your message about REQ-1.\r\n",
+        ),
+        quarantined=r"\(sent by mailer-daemon\)$",
+    ),
+    Case(
+        "a bounce from postmaster",
+        raw(
+            "From: Postmaster <Postmaster@customer.org>",
+            "Subject: Delivery has failed to these recipients",
+            "Message-ID: <ndr@customer.org>",
+            *THREAD,
+        ),
+        quarantined=r"\(sent by postmaster\)$",
+    ),
+    Case(
+        "Auto-Submitted: no, from a person",
+        raw(
+            "From: Carol <carol@customer.org>",
+            "Subject: Printer still on fire",
+            "Message-ID: <human@customer.org>",
+            "Auto-Submitted: No",
+        ),
+        check=lambda o: o.ref == "human@customer.org",
+    ),
+    Case(
+        "a request forwarded by a mailing list (Precedence: bulk)",
+        raw(
+            "From: Dave <dave@customer.org>",
+            "Subject: Printer on fire too",
+            "Message-ID: <list@customer.org>",
+            "Precedence: bulk",
+            "List-Id: <it.customer.org>",
+        ),
+        check=lambda o: o.ref == "list@customer.org",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", AUTOMATIC, ids=[c.name for c in AUTOMATIC])
+def test_automatic_mail_is_quarantined_and_people_s_mail_is_not(
+    case: Case, make: Callable[..., EmailAdapter], mailbox: Mailbox
+) -> None:
+    mailbox.deliver(case.message)
+    observations, quarantined = pull(make())
+    if case.quarantined is not None:
+        assert observations == []
+        (q,) = quarantined
+        assert q.reason.startswith("automatic message (bounce/auto-reply); not a request ")
+        assert re.search(case.quarantined, q.reason), q.reason
+    else:
+        assert quarantined == []
+        (o,) = observations
+        assert case.check is not None
+        assert case.check(o), o
+
+
+def test_an_automatic_reply_does_not_hand_off_a_known_thread(
+    make: Callable[..., EmailAdapter], mailbox: Mailbox
+) -> None:
+    """An out-of-office reply carrying a command, from a person who may give commands,
+    into a thread syncd already follows: no new thread, no owner change."""
+    mailbox.deliver(
+        raw("From: carol@customer.org", "Subject: Printer on fire", "Message-ID: <fire@x>")
+    )
+    adapter = make()
+    cursor = None
+    for page in adapter.pull(None):
+        assert [o.owners for o in page.observations] == [()]
+        cursor = page.cursor or cursor
+    mailbox.deliver(
+        raw(
+            "From: Alice <alice@example.com>",
+            "Subject: Automatic reply: Printer on fire",
+            "Message-ID: <ooo@example.com>",
+            "In-Reply-To: <fire@x>",
+            "Auto-Submitted: auto-replied",
+            body="/assign alice\r\n",
+        )
+    )
+    observations: list[Observation] = []
+    quarantined: list[Quarantined] = []
+    for page in adapter.pull(cursor):
+        observations += page.observations
+        quarantined += page.quarantined
+    assert observations == []
+    (q,) = quarantined
+    assert "(Auto-Submitted: auto-replied)" in q.reason
