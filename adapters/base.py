@@ -12,6 +12,7 @@ who owns an item. It never touches the ledger. The core drives it:
 
 from __future__ import annotations
 
+import ipaddress
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +22,27 @@ from syncd.config import SourceConfig
 from syncd.http import HttpOptions
 from syncd.models import Cursor, Handoff, Page, RateBudget, State
 from syncd.people import Directory
+
+
+class Unreadable(Exception):
+    """One item that cannot become an Observation; the adapter quarantines it with `reason`
+    and goes on with the rest of the page. Never leaves an adapter."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host is this machine: the one place plain http or IMAP is accepted, since
+    credentials travel with every request."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 C = TypeVar("C", bound=SourceConfig)
 

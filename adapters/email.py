@@ -71,7 +71,7 @@ from typing import ClassVar, Literal
 import structlog
 from pydantic import Field, field_validator, model_validator
 
-from syncd.adapters.base import Adapter
+from syncd.adapters.base import Adapter, is_loopback
 from syncd.adapters.email_message import (
     Fetched,
     MailFacts,
@@ -94,7 +94,6 @@ from syncd.adapters.email_transport import (
     ImapSettings,
     SmtpEnvelope,
     SmtpSettings,
-    is_loopback,
     rebuild_criteria,
 )
 from syncd.config import SourceConfig

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
-import ipaddress
 import smtplib
 import ssl
 from collections import Counter
@@ -42,15 +41,6 @@ _HEADER_BYTES = 32 * 1024  # at most this much of each group of header fields is
 _THREAD_SECTION = f"HEADER.FIELDS ({' '.join(THREAD_FIELDS)})"
 _OTHER_SECTION = f"HEADER.FIELDS ({' '.join(OTHER_FIELDS)})"
 T = TypeVar("T")
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ImapSettings(Strict):

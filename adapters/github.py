@@ -56,7 +56,6 @@ until ``x-ratelimit-reset``; one whose message names a secondary rate limit wait
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import re
 import time
@@ -71,7 +70,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator
 
-from syncd.adapters.base import Adapter
+from syncd.adapters.base import Adapter, Unreadable, is_loopback
 from syncd.config import SecretRef, SourceConfig
 from syncd.crossref import extract_keys, github_issue_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
@@ -103,15 +102,6 @@ _SECONDARY_WAIT = 60.0
 _SECONDARY_WAIT_CAP = 30 * 60.0
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class GitHubConfig(SourceConfig):
     type: Literal["github"]
     repo: str = Field(description='"owner/name"')
@@ -138,7 +128,7 @@ class GitHubConfig(SourceConfig):
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http(s) URL such as https://api.github.com")
         # The token travels in every request; plain http is only for emulators on this machine.
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ValueError("use https (plain http is accepted only for a loopback emulator)")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError("must be a plain API root, without query, fragment or credentials")
@@ -154,14 +144,6 @@ class GitHubConfig(SourceConfig):
                 "'closed:<state_reason>' or 'label:<label name>'"
             )
         return v
-
-
-class _Unreadable(Exception):
-    """One issue that cannot become an Observation. Never leaves this module."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass
@@ -193,7 +175,7 @@ class _Listing:
         cursor = cursor if isinstance(cursor, dict) else {}
         try:
             since = _parse_time(cursor["since"]) if cursor.get("since") else None
-        except _Unreadable:
+        except Unreadable:
             return cls(None, {}), None
         raw_seen = cursor.get("seen")
         seen = {
@@ -263,13 +245,13 @@ class _Listing:
 
 def _parse_time(value: object) -> datetime:
     if not isinstance(value, str) or len(value) > 40:
-        raise _Unreadable("updated_at is missing or not a timestamp")
+        raise Unreadable("updated_at is missing or not a timestamp")
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise _Unreadable(f"updated_at {value!r} is not an ISO 8601 timestamp") from None
+        raise Unreadable(f"updated_at {value!r} is not an ISO 8601 timestamp") from None
     if when.tzinfo is None:
-        raise _Unreadable(f"updated_at {value!r} has no time zone")
+        raise Unreadable(f"updated_at {value!r} has no time zone")
     return when.astimezone(UTC)
 
 
@@ -282,27 +264,27 @@ def _logins(raw: object, what: str) -> tuple[str, ...]:
     # GitHub's description lets `assignees` be null. Null, like a missing list, says nothing
     # about who owns the issue, and must not be read as "nobody".
     if not isinstance(raw, list):
-        raise _Unreadable(f"{what} is missing or not a list, so the owners are unknown")
+        raise Unreadable(f"{what} is missing or not a list, so the owners are unknown")
     if len(raw) > _MAX_ASSIGNEES:
-        raise _Unreadable(f"{what} has {len(raw)} entries; GitHub allows at most 10")
+        raise Unreadable(f"{what} has {len(raw)} entries; GitHub allows at most 10")
     out = []
     for entry in raw:
         login = entry.get("login") if isinstance(entry, dict) else None
         if not isinstance(login, str) or not _LOGIN.match(login):
-            raise _Unreadable(f"{what} holds an entry without a valid login")
+            raise Unreadable(f"{what} holds an entry without a valid login")
         out.append(login)
     return tuple(out)
 
 
 def _label_names(raw: object) -> set[str]:
     if not isinstance(raw, list):
-        raise _Unreadable("labels is missing or not a list")
+        raise Unreadable("labels is missing or not a list")
     names = set()
     for label in raw:
         # The API gives label objects; its schema also allows bare names.
         name = label.get("name") if isinstance(label, dict) else label
         if not isinstance(name, str):
-            raise _Unreadable("labels holds an entry without a name")
+            raise Unreadable("labels holds an entry without a name")
         names.add(name.lower())
     return names
 
@@ -453,7 +435,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
             item = _Item()
             try:
                 obs = self._observe(raw, item)
-            except _Unreadable as exc:
+            except Unreadable as exc:
                 quarantined = Quarantined(self.name, item.ref, exc.reason, _excerpt(raw))
                 if item.number is None or item.updated_at is None:
                     page.quarantined.append(quarantined)
@@ -475,25 +457,25 @@ class GitHubAdapter(Adapter[GitHubConfig]):
     def _observe(self, raw: object, item: _Item) -> Observation:
         """Map one issue, filling `item` as fields are read so a failure can say which."""
         if not isinstance(raw, dict):
-            raise _Unreadable(f"an issue is a JSON {type(raw).__name__}, not an object")
+            raise Unreadable(f"an issue is a JSON {type(raw).__name__}, not an object")
         number = raw.get("number")
         if type(number) is not int or number <= 0:
-            raise _Unreadable("number is missing or not a positive integer")
+            raise Unreadable("number is missing or not a positive integer")
         item.number, item.ref = number, f"{self.repo}#{number}"
         item.updated_at = _parse_time(raw.get("updated_at"))
         title = raw.get("title")
         if not isinstance(title, str):
-            raise _Unreadable("title is missing or not a string")
+            raise Unreadable("title is missing or not a string")
         body = raw.get("body")
         if body is not None and not isinstance(body, str):
-            raise _Unreadable("body is not a string")
+            raise Unreadable("body is not a string")
         url = raw.get("html_url")
         if (
             not isinstance(url, str)
             or len(url) > _MAX_URL
             or not url.startswith(("https://", "http://"))
         ):
-            raise _Unreadable("html_url is missing or not an http(s) URL")
+            raise Unreadable("html_url is missing or not an http(s) URL")
         owners = _logins(raw.get("assignees"), "assignees")
         state = self._state(raw.get("state"), raw.get("state_reason"), raw.get("labels"))
         user = raw.get("user")
@@ -517,9 +499,9 @@ class GitHubAdapter(Adapter[GitHubConfig]):
 
     def _state(self, native: object, reason: object, labels: object) -> State:
         if native not in ("open", "closed"):
-            raise _Unreadable(f"state {str(native)[:40]!r} is neither 'open' nor 'closed'")
+            raise Unreadable(f"state {str(native)[:40]!r} is neither 'open' nor 'closed'")
         if reason is not None and not isinstance(reason, str):
-            raise _Unreadable("state_reason is not a string")
+            raise Unreadable("state_reason is not a string")
         names = _label_names(labels)
         if native == "open":
             for key, state in self.config.states.items():
@@ -582,7 +564,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         issue = self.client.json(response)
         try:
             return _logins(issue.get("assignees") if isinstance(issue, dict) else None, "assignees")
-        except _Unreadable as exc:
+        except Unreadable as exc:
             raise MalformedResponse(self.name, f"{ref}: {exc.reason}") from None
 
     # -- HTTP and rate limits -------------------------------------------------------------

@@ -79,7 +79,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator, model_validator
 
-from syncd.adapters.base import Adapter
+from syncd.adapters.base import Adapter, Unreadable, is_loopback
 from syncd.config import Duration, SecretRef, SourceConfig
 from syncd.crossref import extract_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
@@ -93,7 +93,6 @@ _ISSUE_ID = re.compile(r"^[0-9]{1,18}$")
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9:_-]{1,128}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 CATEGORY_STATES: dict[str, State] = {
     "new": "open",
@@ -137,7 +136,7 @@ class JiraConfig(SourceConfig):
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be the site's URL, such as https://acme.atlassian.net")
         # Credentials travel in every request; plain http is only for emulators on this machine.
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ValueError("use https (plain http is accepted only for a loopback emulator)")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError("must be a plain site URL, without query, fragment or credentials")
@@ -183,14 +182,6 @@ class JiraConfig(SourceConfig):
         if self.flavor == "datacenter" and self.email:
             raise ValueError("flavor 'datacenter' authenticates with the token alone; drop email")
         return self
-
-
-class _Unreadable(Exception):
-    """One issue that cannot become an Observation. Never leaves this module."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass
@@ -361,20 +352,20 @@ def _parse_time(value: object, what: str) -> datetime:
     # Jira writes "2024-05-01T12:00:00.000+0000", an offset without a colon, in the
     # searching user's time zone; fromisoformat reads it, and UTC makes times comparable.
     if not isinstance(value, str) or len(value) > 40:
-        raise _Unreadable(f"{what} is missing or not a timestamp")
+        raise Unreadable(f"{what} is missing or not a timestamp")
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise _Unreadable(f"{what} {value!r} is not a timestamp") from None
+        raise Unreadable(f"{what} {value!r} is not a timestamp") from None
     if when.tzinfo is None:
-        raise _Unreadable(f"{what} {value!r} has no time zone")
+        raise Unreadable(f"{what} {value!r} has no time zone")
     return when.astimezone(UTC)
 
 
 def _optional_time(value: object) -> datetime | None:
     try:
         return _parse_time(value, "time")
-    except _Unreadable:
+    except Unreadable:
         return None
 
 
@@ -484,7 +475,7 @@ class JiraAdapter(Adapter[JiraConfig]):
             item = _Item()
             try:
                 issue = self._parse(raw, item)
-            except _Unreadable as exc:
+            except Unreadable as exc:
                 quarantined = Quarantined(self.name, item.key, exc.reason, _excerpt(raw))
                 if item.key is None or item.updated is None:
                     page.quarantined.append(quarantined)
@@ -507,27 +498,27 @@ class JiraAdapter(Adapter[JiraConfig]):
     def _parse(self, raw: object, item: _Item) -> _Issue:
         """Read one issue, filling `item` as fields are read so a failure can say which."""
         if not isinstance(raw, dict):
-            raise _Unreadable(f"an issue is a JSON {type(raw).__name__}, not an object")
+            raise Unreadable(f"an issue is a JSON {type(raw).__name__}, not an object")
         key = raw.get("key")
         if not isinstance(key, str) or not _KEY.match(key):
-            raise _Unreadable("key is missing or not an issue key such as OPS-7")
+            raise Unreadable("key is missing or not an issue key such as OPS-7")
         item.key = key
         fields = raw.get("fields")
         if not isinstance(fields, dict):
-            raise _Unreadable("fields is missing or not an object")
+            raise Unreadable("fields is missing or not an object")
         updated = _parse_time(fields.get("updated"), "updated")
         item.updated = _ms(updated)
         issue_id = raw.get("id")
         if not isinstance(issue_id, str) or not _ISSUE_ID.match(issue_id):
-            raise _Unreadable("id is missing or not a numeric string")
+            raise Unreadable("id is missing or not a numeric string")
         summary = fields.get("summary")
         if not isinstance(summary, str):
-            raise _Unreadable("summary is missing or not a string")
+            raise Unreadable("summary is missing or not a string")
         state = self._state(fields.get("status"))
         owner, owner_ids = self._assignee(fields.get("assignee"), "assignee")
         try:
             requester = self._assignee(fields.get("reporter"), "reporter")[0]
-        except _Unreadable:
+        except Unreadable:
             requester = None  # informational; an odd reporter is no reason to lose the issue
         text = self._description(fields.get("description"))
         keys = (f"jira:{key}",)
@@ -549,12 +540,12 @@ class JiraAdapter(Adapter[JiraConfig]):
 
     def _state(self, status: object) -> State:
         if not isinstance(status, dict):
-            raise _Unreadable("status is missing or not an object")
+            raise Unreadable("status is missing or not an object")
         name = status.get("name")
         category = status.get("statusCategory")
         category_key = category.get("key") if isinstance(category, dict) else None
         if not isinstance(name, str) or not isinstance(category_key, str):
-            raise _Unreadable("status lacks a name or a statusCategory key")
+            raise Unreadable("status lacks a name or a statusCategory key")
         by_category = self.config.states.get(f"category:{category_key}") or CATEGORY_STATES.get(
             category_key, "open"
         )
@@ -565,15 +556,15 @@ class JiraAdapter(Adapter[JiraConfig]):
         if raw is None:
             return None, frozenset()
         if not isinstance(raw, dict):
-            raise _Unreadable(f"{what} is not an object")
+            raise Unreadable(f"{what} is not an object")
         if self.cloud:
             account = raw.get("accountId")
             if not isinstance(account, str) or not _ACCOUNT_ID.match(account):
-                raise _Unreadable(f"{what} has no valid accountId")
+                raise Unreadable(f"{what} has no valid accountId")
             return account, frozenset({account})
         name = raw.get("name")
         if not isinstance(name, str) or not name or len(name) > _MAX_NAME or _CONTROL.search(name):
-            raise _Unreadable(f"{what} has no valid user name")
+            raise Unreadable(f"{what} has no valid user name")
         user_key = raw.get("key")
         ids = {name} | ({user_key} if isinstance(user_key, str) else set())
         return name, frozenset(ids)
@@ -583,7 +574,7 @@ class JiraAdapter(Adapter[JiraConfig]):
             return raw or ""
         if self.cloud and isinstance(raw, dict):
             return adf_text(raw)
-        raise _Unreadable(f"description is a JSON {type(raw).__name__}")
+        raise Unreadable(f"description is a JSON {type(raw).__name__}")
 
     # -- owner change times ---------------------------------------------------------------
 
@@ -644,7 +635,7 @@ class JiraAdapter(Adapter[JiraConfig]):
             raise MalformedResponse(self.name, f"{key}: the answer has no assignee field")
         try:
             owner = self._assignee(fields["assignee"], "assignee")[0]
-        except _Unreadable as exc:
+        except Unreadable as exc:
             raise MalformedResponse(self.name, f"{key}: {exc.reason}") from None
         return (owner,) if owner is not None else ()
 

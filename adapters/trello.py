@@ -78,7 +78,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator
 
-from syncd.adapters.base import Adapter
+from syncd.adapters.base import Adapter, Unreadable, is_loopback
 from syncd.config import Duration, SecretRef, SourceConfig
 from syncd.crossref import extract_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
@@ -90,7 +90,6 @@ from syncd.throttle import SlidingWindow, ThrottledTransport, shared_window
 
 _ID = re.compile(r"^[0-9a-f]{24}$")
 _SHORT_LINK = re.compile(r"^[A-Za-z0-9]{8,12}$")
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 ACTION_TYPES = ("addMemberToCard", "removeMemberFromCard", "updateCard", "createCard")
 _MEMBER_ACTIONS = frozenset({"addMemberToCard", "removeMemberFromCard"})
@@ -149,7 +148,7 @@ class TrelloConfig(SourceConfig):
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http(s) URL such as https://api.trello.com/1")
         # The key and token travel in every URL; plain http only for a loopback emulator.
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ValueError("use https (plain http is accepted only for a loopback emulator)")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError("must be a plain API root, without query, fragment or credentials")
@@ -173,14 +172,6 @@ class _Action:
     type: str
     date: datetime
     card: str
-
-
-class _Unreadable(Exception):
-    """One card that cannot become an Observation. Never leaves this module."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def resume(cursor: Cursor | None, boards: Sequence[str]) -> dict[str, _Mark]:
@@ -245,20 +236,20 @@ def owner_times(actions: Sequence[_Action]) -> dict[str, datetime]:
 
 def _time(value: object, what: str) -> datetime:
     if not isinstance(value, str) or len(value) > 40:
-        raise _Unreadable(f"{what} is missing or not a timestamp")
+        raise Unreadable(f"{what} is missing or not a timestamp")
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise _Unreadable(f"{what} {value!r} is not an ISO 8601 timestamp") from None
+        raise Unreadable(f"{what} {value!r} is not an ISO 8601 timestamp") from None
     if when.tzinfo is None:
-        raise _Unreadable(f"{what} {value!r} has no time zone")
+        raise Unreadable(f"{what} {value!r} has no time zone")
     return when.astimezone(UTC)
 
 
 def _time_or_none(value: object) -> datetime | None:
     try:
         return _time(value, "time")
-    except _Unreadable:
+    except Unreadable:
         return None
 
 
@@ -428,7 +419,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                     self._refresh_members(board)
                     refreshed = True
                 obs = self._observe(raw, board)
-            except _Unreadable as exc:
+            except Unreadable as exc:
                 card_id = raw.get("id") if isinstance(raw, dict) else None
                 ref = card_id if isinstance(card_id, str) and _ID.match(card_id) else None
                 quarantined = Quarantined(self.name, ref, exc.reason, _excerpt(raw))
@@ -460,10 +451,10 @@ class TrelloAdapter(Adapter[TrelloConfig]):
     def _observe(self, raw: object, board: str) -> Observation | None:
         """One card as an Observation; None for a card that has left the board."""
         if not isinstance(raw, dict):
-            raise _Unreadable(f"a card is a JSON {type(raw).__name__}, not an object")
+            raise Unreadable(f"a card is a JSON {type(raw).__name__}, not an object")
         card_id = raw.get("id")
         if not isinstance(card_id, str) or not _ID.match(card_id):
-            raise _Unreadable("id is missing or not a Trello id")
+            raise Unreadable("id is missing or not a Trello id")
         if raw.get("idBoard") != board:
             # Moved to another board: out of this source's scope. Its absence closes
             # nothing; if that board is configured too, it is read there.
@@ -471,25 +462,25 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         updated_at = _time(raw.get("dateLastActivity"), "dateLastActivity")
         name, desc = raw.get("name"), raw.get("desc")
         if not isinstance(name, str):
-            raise _Unreadable("name is missing or not a string")
+            raise Unreadable("name is missing or not a string")
         if desc is not None and not isinstance(desc, str):
-            raise _Unreadable("desc is not a string")
+            raise Unreadable("desc is not a string")
         short_link, url = raw.get("shortLink"), raw.get("url")
         if not isinstance(short_link, str) or not _SHORT_LINK.match(short_link):
-            raise _Unreadable("shortLink is missing or malformed")
+            raise Unreadable("shortLink is missing or malformed")
         if not isinstance(url, str) or len(url) > 2048 or not url.startswith("https://"):
-            raise _Unreadable("url is missing or not an https URL")
+            raise Unreadable("url is missing or not an https URL")
         closed = raw.get("closed")
         if not isinstance(closed, bool):
-            raise _Unreadable("closed is missing or not a boolean")
+            raise Unreadable("closed is missing or not a boolean")
         list_id = raw.get("idList")
         if not isinstance(list_id, str) or not _ID.match(list_id):
-            raise _Unreadable("idList is missing or not a Trello id")
+            raise Unreadable("idList is missing or not a Trello id")
         members = raw.get("idMembers")
         if not isinstance(members, list) or len(members) > _MAX_MEMBERS:
-            raise _Unreadable("idMembers is missing or not a list, so the owners are unknown")
+            raise Unreadable("idMembers is missing or not a list, so the owners are unknown")
         if not all(isinstance(m, str) and _ID.match(m) for m in members):
-            raise _Unreadable("idMembers holds something that is not a member id")
+            raise Unreadable("idMembers holds something that is not a member id")
         state: State = (
             self.config.archived
             if closed
