@@ -54,7 +54,8 @@ oldest first::
                   "lag_seconds": int|null,           # now - last_success_at
                   "last_error": str|null, "last_error_at": ts|null,
                   "retry_at": ts|null,               # the source asked us to wait until then
-                  "items_seen": int, "last_requests": int|null,
+                  "items_seen": int,                 # items of this source in the ledger
+                  "last_requests": int|null,
                   "outbox_pending": int, "outbox_dead": int, "outbox_skipped": int,
                   "rate_remaining": int|null, "rate_limit": int|null, "rate_reset_at": ts|null,
                   "quarantined": int}],
@@ -283,6 +284,11 @@ def source_status(
         )
     }
     linked = {r[0]: r[1] for r in ledger.conn.execute("SELECT DISTINCT source, kind FROM links")}
+    # Items the source holds in the ledger now; source_status.items_seen counts every
+    # observation ever applied, so one busy issue would be counted once per change.
+    items = dict(
+        ledger.conn.execute("SELECT source, count(*) FROM links GROUP BY source").fetchall()
+    )
     outbox = _count_by(
         ledger,
         f"SELECT l.source, o.status, count(*) FROM ({_OWED_SQL}) o "  # noqa: S608 - constants
@@ -315,7 +321,7 @@ def source_status(
                 "last_error": row.get("last_error"),
                 "last_error_at": row.get("last_error_at"),
                 "retry_at": row.get("retry_at"),
-                "items_seen": row.get("items_seen") or 0,
+                "items_seen": items.get(name, 0),
                 "last_requests": row.get("last_requests"),
                 "outbox_pending": outbox.get((name, "pending"), 0),
                 "outbox_dead": outbox.get((name, "dead"), 0),
