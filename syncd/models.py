@@ -19,6 +19,21 @@ Cursor = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Activity:
+    """One thing a person did on an item, as the tool reports it."""
+
+    actor: str  # a handle in the tool's namespace (login, accountId, member id, address)
+    at: datetime  # source-side time (aware, UTC)
+    kind: str  # "comment" | "state" | "edit" | "reply" | "assign"
+    id: str | None = None  # the tool's id for it (a comment id), for idempotence
+    text: str | None = None  # a comment's text, bounded; where /assign commands are read
+    # The actor may give commands: a mapped member (GitHub author_association OWNER, MEMBER or
+    # COLLABORATOR; an authenticated internal mail sender).
+    trusted: bool = False
+    by_syncd: bool = False  # syncd's own comment or reply, recognised by its marker
+
+
+@dataclass(frozen=True)
 class Observation:
     """One item as a source shows it right now."""
 
@@ -35,8 +50,26 @@ class Observation:
     requester: str | None = None
     # Tool-level keys that name this item, e.g. "github:acme/api#12", "jira:OPS-7".
     keys: tuple[str, ...] = ()
-    # Keys of other items (or "req:42" for a ledger id) mentioned in its text.
+    # Keys of other items (or "req:42" for a ledger id) mentioned in its text. A mention is a
+    # relation ("blocked by", "see also"), kept and shown, never a reason to merge.
     mentions: tuple[str, ...] = ()
+    # Keys of items this one *declares* to be the same piece of work: a "[OPS-7] ..." title, a
+    # "Jira: OPS-7" line, a tool's own link field (Jira remote link, Trello attachment), mail
+    # threading. Only declarations link items into one request. An adapter leaves this empty
+    # when the author may not declare (an outsider's mail, a non-member on a public repo).
+    declared: tuple[str, ...] = ()
+    # Relation kind per mentioned key, where the phrase around it tells: key -> "blocked_by",
+    # "blocks", "duplicate_of", "parent", "child" or "related". Keys absent here are plain mentions.
+    relation_kinds: tuple[tuple[str, str], ...] = ()
+    # Whether the item's author is trusted to declare identity and give commands.
+    author_trusted: bool = True
+    # Who made the last owner change, as a handle in this tool's namespace, when the tool says.
+    owner_actor: str | None = None
+    # Labels, Jira components, Trello labels: what routing rules test.
+    labels: tuple[str, ...] = ()
+    # What people did on the item since the previous poll (comments, state changes, edits), in
+    # time order: acceptance of a handoff, and /assign commands in comments, are read from it.
+    activity: tuple[Activity, ...] = ()
 
     @property
     def owner_time(self) -> datetime:

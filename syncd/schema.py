@@ -1,0 +1,128 @@
+"""The ledger's schema, as named migrations applied in order and recorded in `migrations`.
+
+Plain SQL with a comment on every column, so the file documents the ledger for anyone
+reading it with `sqlite3`, `sqlite-utils` or Datasette. Append new migrations at the end;
+never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,             -- "REQ-<id>", the id operators use
+            title TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT 'open',   -- open|in_progress|blocked|done|cancelled
+            owner TEXT,                           -- person id, or "kind:handle" when unmapped
+            owner_at TEXT,                        -- source-side time of the owner's last change
+            state_at TEXT,
+            title_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX requests_owner ON requests(owner);
+        CREATE INDEX requests_state ON requests(state);
+        CREATE TABLE links (
+            id INTEGER PRIMARY KEY,
+            request_id INTEGER NOT NULL REFERENCES requests(id),
+            source TEXT NOT NULL,                 -- configured source name
+            kind TEXT NOT NULL,                   -- github|jira|trello|email
+            ref TEXT NOT NULL,                    -- the item's id within its source
+            url TEXT NOT NULL DEFAULT '',
+            snap_owner TEXT,                      -- last values synced with this source
+            snap_state TEXT,
+            snap_title TEXT,
+            source_updated_at TEXT,
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            UNIQUE (source, ref)
+        );
+        CREATE INDEX links_request ON links(request_id);
+        CREATE TABLE link_keys (                  -- keys naming an item, and keys it mentions
+            link_id INTEGER NOT NULL REFERENCES links(id),
+            key TEXT NOT NULL,                    -- "github:acme/api#12", "jira:OPS-7", "req:42"
+            role TEXT NOT NULL,                   -- self|mention
+            PRIMARY KEY (link_id, key, role)
+        );
+        CREATE INDEX link_keys_key ON link_keys(key, role);
+        CREATE TABLE people (
+            id TEXT PRIMARY KEY,
+            name TEXT
+        );
+        CREATE TABLE identities (
+            kind TEXT NOT NULL,
+            handle TEXT NOT NULL,
+            person_id TEXT REFERENCES people(id), -- NULL: nobody in config claims this handle
+            first_seen_at TEXT,
+            last_seen_at TEXT,
+            PRIMARY KEY (kind, handle)
+        );
+        CREATE TABLE events (                     -- append-only
+            id INTEGER PRIMARY KEY,
+            request_id INTEGER REFERENCES requests(id),
+            at TEXT NOT NULL,                     -- when syncd recorded it
+            source_at TEXT,                       -- when it happened at the source
+            kind TEXT NOT NULL,                   -- created|linked|owner_changed|state_changed|conflict|writeback
+            field TEXT,
+            source TEXT,                          -- source name, or "operator"
+            actor TEXT,
+            from_value TEXT,
+            to_value TEXT,
+            note TEXT,
+            detail TEXT
+        );
+        CREATE INDEX events_request ON events(request_id, id);
+        CREATE INDEX events_at ON events(at);
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            link_id INTEGER NOT NULL REFERENCES links(id),
+            request_id INTEGER NOT NULL REFERENCES requests(id),
+            field TEXT NOT NULL,                  -- "owner"
+            value TEXT,                           -- canonical value to write (NULL: unassign)
+            origin TEXT,                          -- where the change came from
+            actor TEXT,
+            note TEXT,
+            status TEXT NOT NULL,                 -- pending|done|dead|skipped|superseded
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            last_error TEXT,
+            attempted_at TEXT,                    -- set just before a write is sent: after a
+                                                  -- crash, tells syncd's own write from a person's
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX outbox_one_pending ON outbox(link_id, field) WHERE status = 'pending';
+        CREATE INDEX outbox_status ON outbox(status, next_attempt_at);
+        CREATE TABLE cursors (
+            source TEXT PRIMARY KEY,
+            value TEXT NOT NULL,                  -- adapter-owned JSON
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE source_status (
+            source TEXT PRIMARY KEY,
+            kind TEXT,
+            last_poll_at TEXT,
+            last_success_at TEXT,
+            last_error TEXT,
+            last_error_at TEXT,
+            retry_at TEXT,
+            last_requests INTEGER,
+            items_seen INTEGER NOT NULL DEFAULT 0,
+            rate_remaining INTEGER,
+            rate_limit INTEGER,
+            rate_reset_at TEXT
+        );
+        CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            ref TEXT,
+            reason TEXT NOT NULL,
+            payload TEXT,
+            at TEXT NOT NULL
+        );
+        """,
+    ),
+]
