@@ -1,0 +1,147 @@
+"""Commands that talk to the sources: `sync --once`, the daemon, and the demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from syncd import queries
+from syncd.cli.options import (
+    Env,
+    check_writable,
+    http_options,
+    pass_env,
+    paths_option,
+    trace_option,
+)
+from syncd.errors import ConfigError, NotFound, SyncdError
+from syncd.ledger import Ledger, now_utc
+from syncd.redact import redact
+
+
+@click.command("sync", short_help="Run one sync cycle now and report per source.")
+@click.option("--once", is_flag=True, help="Run one cycle and exit (required).")
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="NAME",
+    help="Only this source; repeat for several. Default: every enabled source.",
+)
+@trace_option
+@paths_option
+@pass_env
+def sync_command(env: Env, once: bool, sources: tuple[str, ...], trace_http: Path | None) -> None:
+    """Run one sync cycle now: poll each source, then pay the write-backs owed to each.
+
+    Prints one summary line per source. Exits 1 if any source failed. Refuses to run while
+    `syncd run` holds the same ledger.
+
+    \b
+    Examples:
+      syncd sync --once
+      syncd sync --once --source api --trace-http /tmp/api-http.jsonl
+    """
+    from syncd.cycle import Engine  # late: importing adapters is only needed to sync
+
+    if not once:
+        raise click.UsageError(
+            "use `syncd sync --once` for one cycle, or `syncd run` to keep going"
+        )
+    config = env.config(resolve=True)
+    http = http_options(trace_http)
+    with Ledger(env.ledger_path(config)) as ledger:
+        ledger.acquire_daemon_lock()
+        engine = Engine(config, ledger, http)
+        try:
+            if not engine.adapters:
+                raise ConfigError(str(env.config_path), ["sources: no enabled source to sync"])
+            unknown = [n for n in sources if n not in engine.adapters]
+            if unknown:
+                raise NotFound(
+                    f"no enabled source {', '.join(map(repr, unknown))} "
+                    f"(enabled: {', '.join(sorted(engine.adapters))})"
+                )
+            results = engine.sync_once(list(sources) or None)
+        finally:
+            engine.close()
+        outbox = {s["source"]: s for s in queries.source_status(ledger, now=now_utc())["sources"]}
+    for r in results:
+        a = r.applied
+        line = (
+            f"{r.source}: {'ok' if r.ok else 'FAILED'}, {r.pages} pages, {a.observations} items "
+            f"({a.created} new, {a.changed} changed, {a.conflicts} conflicts, "
+            f"{a.quarantined} quarantined), {r.requests} requests"
+        )
+        s = outbox.get(r.source)
+        if s is not None:
+            line += f"; write-backs {s['outbox_pending']} pending, {s['outbox_dead']} dead"
+        if r.error:
+            line += f"; error: {r.error}"
+        click.echo(redact(line))
+    failed = [r.source for r in results if not r.ok]
+    if failed:
+        raise SyncdError(f"{len(failed)} of {len(results)} sources failed: {', '.join(failed)}")
+
+
+@click.command("run", short_help="Run the daemon (what the systemd unit starts).")
+@trace_option
+@paths_option
+@pass_env
+def run_command(env: Env, trace_http: Path | None) -> None:
+    """Run the daemon: poll every source on its interval and write ownership changes back.
+
+    Meant to run under systemd (see systemd/). SIGTERM finishes the transaction in progress
+    and exits 0; SIGHUP reloads the config (an invalid one is logged and the old one kept).
+    Logs go to stderr as JSON lines unless stderr is a terminal.
+
+    \b
+    Examples:
+      syncd --config /etc/syncd/syncd.toml run
+      syncd --debug run --trace-http /tmp/syncd-http.jsonl
+    """
+    from syncd.daemon import Daemon  # late: apscheduler is only needed by the daemon
+
+    code = Daemon(
+        env.config_path, ledger_path=env.ledger_override, http=http_options(trace_http)
+    ).run()
+    sys.exit(code)
+
+
+@click.command("demo", short_help="Watch a handoff propagate between emulated tools.")
+@trace_option
+@click.option("--keep", is_flag=True, help="Keep the demo's temporary directory and say where.")
+@click.option(
+    "--no-email",
+    "no_email",
+    is_flag=True,
+    help="Leave out the shared mailbox (which runs a local Dovecot).",
+)
+def demo_command(trace_http: Path | None, keep: bool, no_email: bool) -> None:
+    """Run a self-contained demo against emulated tools in a temporary directory.
+
+    Needs no config, no tokens and no network. GitHub, Jira and Trello are emulated; the
+    shared mailbox is a real Dovecot started on loopback, when Dovecot is installed
+    (apt-get install dovecot-imapd). Without it, the demo says what it skipped. Exits 0
+    only when the story reached its end state.
+
+    \b
+    Examples:
+      syncd demo
+      syncd demo --keep --trace-http /tmp/demo-http.jsonl
+    """
+    # Imported only here: the demo brings the tool emulators, which nothing else needs.
+    from syncd.demo import run_demo
+
+    if trace_http is not None:
+        check_writable(trace_http)
+
+    from syncd.cli.main import cli  # late: the group imports this module
+
+    def show(args: list[str]) -> None:
+        # The demo shows the ledger through the operator's own commands.
+        cli.main(args, prog_name="syncd", standalone_mode=False)
+
+    sys.exit(run_demo(trace_http=trace_http, keep=keep, email=not no_email, show=show))
