@@ -14,7 +14,7 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -185,9 +185,22 @@ class DaemonConfig(Strict):
     max_write_attempts: int = Field(default=8, ge=1, le=100)
 
 
+class MatchingConfig(Strict):
+    """How items become one request (README "How items are linked")."""
+
+    # "declared": an item joins another's request only when it declares the same work (a
+    # "[OPS-7] ..." title, a "Jira: OPS-7" line, a tool's link field, mail threading, an
+    # operator's `syncd link`). "any-mention": any mention links, as syncd did before; in real
+    # text most mentions name different work, so this merges unrelated requests.
+    link_on: Literal["declared", "any-mention"] = "declared"
+    # Extra line labels that declare identity ("Ticket: OPS-7"), beyond the built-in list.
+    declare_labels: list[str] = Field(default_factory=list)
+
+
 class Config(Strict):
     ledger: Path = Field(default_factory=lambda: Path(default_ledger_path()))
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    matching: MatchingConfig = Field(default_factory=MatchingConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     people: list[Person] = Field(default_factory=list)
     path: Path | None = Field(default=None, exclude=True)
