@@ -28,6 +28,7 @@ from syncd.adapters.email_message import (
     valid_message_id,
 )
 from syncd.models import Handoff
+from syncd.safetext import safe_text
 
 _REQUEST_KEY = re.compile(r"^REQ-[0-9]{1,12}$")
 _MAX_SUBJECT = 200
@@ -66,17 +67,23 @@ def thread_headers(root_id: str | None, last_id: str | None) -> dict[str, str]:
     return {"In-Reply-To": f"<{parent}>", "References": " ".join([*chain, f"<{parent}>"])}
 
 
+def _line(text: str) -> str:
+    """Outside text for one line of the reply: no terminal escapes either, since mail is
+    also read in terminal clients."""
+    return single_line(safe_text(text))
+
+
 def _who(name: str | None, owner: str | None) -> str:
     if owner is None:
         return "nobody"
-    shown = single_line(name or owner)
-    return shown if shown == owner else f"{shown} ({single_line(owner)})"
+    shown = _line(name or owner)
+    return shown if shown == owner else f"{shown} ({_line(owner)})"
 
 
 def _where(origin: str) -> str:
     if origin == "operator":
         return "by an operator, with `syncd assign`"
-    return f"in {single_line(origin)}"
+    return f"in {_line(origin)}"
 
 
 def reply_text(handoff: Handoff, title: str, prefix: str) -> str:
@@ -84,6 +91,7 @@ def reply_text(handoff: Handoff, title: str, prefix: str) -> str:
     note. Every line that quotes someone's text is indented, so no line of it can read as
     an /assign command if a person quotes this mail back without '>' marks."""
     key = single_line(handoff.request_key)
+    title = _line(title)
     if handoff.to_owner is None:
         lines = [f'{key} "{title}" no longer has an owner.']
     else:
@@ -93,10 +101,11 @@ def reply_text(handoff: Handoff, title: str, prefix: str) -> str:
         lines.append(f"Handed over by: {_who(handoff.from_name, handoff.from_owner)}")
     lines.append(f"Where: {_where(handoff.origin)}")
     if handoff.actor:
-        lines.append(f"Changed by: {single_line(handoff.actor)}")
+        lines.append(f"Changed by: {_line(handoff.actor)}")
     if handoff.note:
         lines.append("Note:")
-        lines += [f"    {line}" for line in handoff.note[:_MAX_NOTE].splitlines()]
+        note = safe_text(handoff.note[:_MAX_NOTE], keep_newlines=True)
+        lines += [f"    {line}" for line in note.splitlines()]
     lines += [
         "",
         "-- ",
@@ -119,7 +128,7 @@ def compose_reply(
         raise UnsafeReply(f"unexpected request key {handoff.request_key!r}")
     if not valid_message_id(message_id):
         raise UnsafeReply("the reply's own Message-ID is malformed")
-    title = single_line(target.title)[:_MAX_SUBJECT] or single_line(handoff.title)[:_MAX_SUBJECT]
+    title = _line(target.title)[:_MAX_SUBJECT] or _line(handoff.title)[:_MAX_SUBJECT]
     message = EmailMessage(policy=SMTP)
     message["From"] = formataddr(("syncd", sender))
     message["To"] = recipient

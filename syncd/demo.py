@@ -47,6 +47,7 @@ from syncd.daemon import Daemon
 from syncd.errors import LedgerError
 from syncd.http import HttpOptions, TraceWriter
 from syncd.ledger import Ledger
+from syncd.safetext import safe_text
 from syncd.sandbox import jira as jira_emulator
 from syncd.sandbox import mail as mail_servers
 from syncd.sandbox import trello as trello_emulator
@@ -157,7 +158,8 @@ HANDOFFS = ("alice", "bob", "carol")
 
 
 def step(message: str) -> None:
-    click.secho(f"==> {message}", bold=True, err=True)
+    # Narration quotes owners, titles and subjects the tools hand back.
+    click.secho(f"==> {safe_text(message)}", bold=True, err=True)
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
@@ -418,11 +420,13 @@ def show_mail(mail: Mail, ledger: Path) -> None:
     for n, reply in enumerate(replies, 1):
         message = reply.message
         click.echo(
-            f"  {n}. to {', '.join(reply.rcpt_tos)}  Subject: {message['Subject']}"
-            f"  In-Reply-To: {message['In-Reply-To']}"
+            safe_text(
+                f"  {n}. to {', '.join(reply.rcpt_tos)}  Subject: {message['Subject']}"
+                f"  In-Reply-To: {message['In-Reply-To']}"
+            )
         )
         for line in reply_body(reply).splitlines()[:4]:
-            click.echo(f"       {line}".rstrip())
+            click.echo(safe_text(f"       {line}".rstrip()))
 
 
 def problems(world: World, ledger: Path) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import structlog
 
 from syncd.redact import redact
+from syncd.safetext import safe_text
 
 # Third-party libraries log through the standard library: the scheduler warns when a run is
 # skipped because the previous one still runs. Below WARNING they are noise, and httpx's INFO
@@ -42,6 +43,17 @@ def scrub(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableM
     for key, value in list(event.items()):
         # exc_info is turned into text by format_exc_info, which runs before this.
         event[key] = _scrubbed(value)
+    return event
+
+
+def terminal_safe(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """On a terminal, values (errors quoting a source, titles) lose their control
+    characters; a traceback keeps its line breaks. JSON lines escape them already."""
+    for key, value in list(event.items()):
+        if isinstance(value, str):
+            event[key] = safe_text(value, keep_newlines=key == "exception")
     return event
 
 
@@ -89,6 +101,7 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         scrub,
+        *([] if as_json else [terminal_safe]),
         renderer,
     ]
 

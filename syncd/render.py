@@ -2,6 +2,11 @@
 
 Scripts should use `--json` instead: these layouts may change. All times are shown in UTC,
 to the second, with a trailing "Z".
+
+Every value that came from outside (titles, notes, handles, errors) passes through
+`syncd.safetext.safe_text` on its way into a view, field by field, so no escape sequence
+reaches the terminal and no line break inside a value can forge a row; each view as a whole
+passes through it once more (line breaks kept) as a net for fields added later.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from syncd.ledger import parse_iso
+from syncd.safetext import safe_text
 
 NONE = "-"
 # Wide enough to recognise a request, narrow enough to keep one row per line.
@@ -21,8 +27,13 @@ ERROR_WIDTH = 160
 def clip(text: str | None, width: int) -> str:
     if text is None:
         return NONE
-    text = " ".join(text.split())  # titles and errors may hold newlines
+    text = " ".join(safe_text(text).split())  # titles and errors may hold newlines
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def shown(text: str) -> str:
+    """A whole view, safe for a terminal: line breaks are the view's own, kept."""
+    return safe_text(text, keep_newlines=True)
 
 
 def plural(n: int, one: str, many: str | None = None) -> str:
@@ -59,7 +70,7 @@ def ago(ts: str | None, now: datetime) -> str:
 def table(headers: Sequence[str], rows: Iterable[Sequence[str | int | None]]) -> str:
     """Columns padded to their widest cell; None shows as "-". The last column is not padded,
     so a long title or error does not push trailing spaces onto every line."""
-    cells = [[NONE if c is None else str(c) for c in row] for row in rows]
+    cells = [[NONE if c is None else safe_text(str(c)) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, c in enumerate(row):
@@ -74,7 +85,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str | int | None]]) ->
 def owner_text(owner: str | None, name: str | None = None) -> str:
     if owner is None:
         return "(unowned)"
-    return f"{owner} ({name})" if name and name != owner else owner
+    return safe_text(f"{owner} ({name})" if name and name != owner else owner)
 
 
 def requests_view(rows: list[dict[str, Any]], now: datetime) -> str:
@@ -116,7 +127,7 @@ def describe_event(e: Mapping[str, Any]) -> str:
     kind = e["kind"]
     frm, to = e["from_value"] or "(none)", e["to_value"] or "(none)"
     if kind == "created":
-        text = f"created as {e['to_value']!r}"
+        text = f"created as {safe_text(e['to_value'] or '')!r}"
     elif kind == "linked":
         text = f"linked {e['to_value']}"
     elif kind in ("owner_changed", "state_changed"):
@@ -135,12 +146,12 @@ def describe_event(e: Mapping[str, Any]) -> str:
         text += f': "{e["note"]}"'
     if e["detail"]:
         text += f" [{clip(e['detail'], ERROR_WIDTH)}]"
-    return text
+    return safe_text(text)
 
 
 def request_view(r: Mapping[str, Any]) -> str:
     out = [
-        f"{r['key']}  {r['title']}",
+        f"{r['key']}  {safe_text(r['title'] or '')}",
         f"  state    {r['state']}, since {when(r['state_at'])}",
         f"  owner    {owner_text(r['owner'], r['owner_name'])}"
         + (f", since {when(r['owner_at'])}" if r["owner_at"] else ""),
@@ -172,7 +183,7 @@ def request_view(r: Mapping[str, Any]) -> str:
         f"  {when(e['source_at'] or e['at'])}  {e['kind']:<13}  {describe_event(e)}"
         for e in r["events"]
     ]
-    return "\n".join(out)
+    return shown("\n".join(out))
 
 
 def history_view(rows: list[dict[str, Any]]) -> str:
@@ -256,7 +267,7 @@ def status_view(st: Mapping[str, Any]) -> str:
         f"unowned); write-backs {t['outbox_pending']} pending, {t['outbox_dead']} dead, "
         f"{t['outbox_skipped']} skipped; {t['quarantined']} items quarantined"
     )
-    return "\n".join(out)
+    return shown("\n".join(out))
 
 
 def people_view(data: Mapping[str, Any]) -> str:
@@ -292,7 +303,7 @@ def people_view(data: Mapping[str, Any]) -> str:
         out += ["  " + line for line in body.splitlines()]
     else:
         out.append("no unmapped identities")
-    return "\n".join(out)
+    return shown("\n".join(out))
 
 
 def assign_view(before: str | None, after: Mapping[str, Any], actor: str) -> str:
@@ -303,7 +314,7 @@ def assign_view(before: str | None, after: Mapping[str, Any], actor: str) -> str
     ]
     if not after["links"]:
         out.append("no linked items: nothing to write back")
-        return "\n".join(out)
+        return shown("\n".join(out))
     rows = []
     for link in after["links"]:
         wb = link["writeback"]
@@ -322,4 +333,4 @@ def assign_view(before: str | None, after: Mapping[str, Any], actor: str) -> str
     out.append("Write-backs:")
     out += ["  " + line for line in table(["SOURCE", "REF", "PLAN"], rows).splitlines()]
     out.append("The daemon writes these on its next cycle (or run `syncd sync --once`).")
-    return "\n".join(out)
+    return shown("\n".join(out))
