@@ -125,4 +125,54 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0007_views",
+        """
+        CREATE VIEW request_board AS              -- who owns what: one row per request
+        SELECT
+            r.key AS request,                     -- "REQ-42"
+            r.title AS title,
+            r.owner AS owner,                     -- person id, or "kind:handle" when unmapped
+            coalesce(p.name, p.id, r.owner) AS owner_name,  -- the person's name from config
+            r.state AS state,                     -- open|in_progress|blocked|done|cancelled
+            (SELECT group_concat(l.source || ' ' || l.ref || ' ' || l.url, char(10))
+               FROM links l WHERE l.request_id = r.id) AS links,  -- one "source ref url" a line
+            (SELECT count(*) FROM links l WHERE l.request_id = r.id) AS linked_items,
+            coalesce(h.source_at, h.at) AS last_handoff_at,  -- when the owner last changed
+            h.from_value AS last_handoff_from,    -- previous owner, NULL when it was unowned
+            h.source AS last_handoff_where,       -- source name, "operator" or "routing"
+            h.actor AS last_handoff_actor,        -- who made it, when the tool says
+            h.note AS last_handoff_note,          -- why, when someone said
+            r.updated_at AS updated_at            -- when syncd last changed the request
+        FROM requests r
+        LEFT JOIN people p ON p.id = r.owner
+        LEFT JOIN events h ON h.id = (SELECT max(x.id) FROM events x
+                                      WHERE x.request_id = r.id AND x.kind = 'owner_changed');
+        CREATE VIEW handoff_log AS                -- every handoff, oldest first
+        SELECT
+            e.id AS event_id,
+            coalesce(e.source_at, e.at) AS happened_at,  -- source-side time when known
+            e.at AS recorded_at,                  -- when syncd recorded it
+            r.key AS request,                     -- "REQ-42"
+            r.title AS title,
+            e.from_value AS from_owner,           -- NULL: it was unowned
+            coalesce(fp.name, e.from_value) AS from_name,
+            e.to_value AS to_owner,               -- NULL: unassigned
+            coalesce(tp.name, e.to_value) AS to_name,
+            e.source AS "where",                  -- source name, "operator" or "routing"
+            e.actor AS actor,                     -- who made the change, when the tool says
+            e.note AS why,                        -- the operator's note or the routing rule
+            (SELECT min(coalesce(a.source_at, a.at)) FROM events a
+               WHERE a.request_id = e.request_id AND a.kind = 'accepted' AND a.id > e.id
+                 AND NOT EXISTS (SELECT 1 FROM events n WHERE n.request_id = e.request_id
+                                 AND n.kind = 'owner_changed' AND n.id > e.id AND n.id < a.id)
+            ) AS accepted_at                      -- when the new owner accepted (NULL: not yet)
+        FROM events e
+        JOIN requests r ON r.id = e.request_id
+        LEFT JOIN people fp ON fp.id = e.from_value
+        LEFT JOIN people tp ON tp.id = e.to_value
+        WHERE e.kind = 'owner_changed'
+        ORDER BY happened_at, e.id
+        """,
+    ),
 ]
