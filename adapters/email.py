@@ -96,7 +96,7 @@ from syncd.adapters.email_transport import (
     SmtpSettings,
     rebuild_criteria,
 )
-from syncd.config import SourceConfig
+from syncd.config import SecretRef, SourceConfig
 from syncd.errors import FatalError, RetriableError, SourceError
 from syncd.http import HttpOptions
 from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, State
@@ -151,10 +151,11 @@ class EmailConfig(SourceConfig):
             raise ValueError("owner_prefix and state_prefix must not be prefixes of each other")
         return self
 
-    def resolve_secrets(self) -> None:
-        self._secrets["imap.password"] = self.imap.password.resolve()
+    def secret_refs(self) -> dict[str, SecretRef]:
+        refs = {"imap.password": self.imap.password}
         if self.smtp.password is not None:
-            self._secrets["smtp.password"] = self.smtp.password.resolve()
+            refs["smtp.password"] = self.smtp.password
+        return refs
 
     @property
     def sender(self) -> str:

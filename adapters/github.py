@@ -71,7 +71,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from syncd.adapters.base import Adapter, Unreadable, is_loopback
-from syncd.config import SecretRef, SourceConfig
+from syncd.config import SecretRef, SecretsUnreadable, SourceConfig
 from syncd.crossref import extract_keys, github_issue_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
 from syncd.http import ApiClient, HttpOptions, parse_retry_after
@@ -336,8 +336,8 @@ class GitHubAdapter(Adapter[GitHubConfig]):
             # Loaded with resolve=False (as `syncd check` may do): read the token now.
             try:
                 config.resolve_secrets()
-            except ValueError as exc:
-                raise ConfigError(f"source {config.name}", [f"token: {exc}"]) from None
+            except SecretsUnreadable as exc:
+                raise ConfigError(f"source {config.name}", exc.problems) from None
             token = config.secret("token")
         # Refs and keys are lower-case: GitHub treats owner and name case-insensitively, and
         # a change of case in the config must not turn every issue into a new one.

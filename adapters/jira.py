@@ -80,7 +80,7 @@ import httpx
 from pydantic import Field, field_validator, model_validator
 
 from syncd.adapters.base import Adapter, Unreadable, is_loopback
-from syncd.config import Duration, SecretRef, SourceConfig
+from syncd.config import Duration, SecretRef, SecretsUnreadable, SourceConfig
 from syncd.crossref import extract_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
 from syncd.http import ApiClient, HttpOptions, parse_retry_after
@@ -399,8 +399,8 @@ class JiraAdapter(Adapter[JiraConfig]):
             # Loaded with resolve=False (as `syncd config check` may do): read the token now.
             try:
                 config.resolve_secrets()
-            except ValueError as exc:
-                raise ConfigError(f"source {config.name}", [f"token: {exc}"]) from None
+            except SecretsUnreadable as exc:
+                raise ConfigError(f"source {config.name}", exc.problems) from None
             token = config.secret("token")
         self.cloud = config.flavor == "cloud"
         self.api = "rest/api/3" if self.cloud else "rest/api/2"

@@ -79,7 +79,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from syncd.adapters.base import Adapter, Unreadable, is_loopback
-from syncd.config import Duration, SecretRef, SourceConfig
+from syncd.config import Duration, SecretRef, SecretsUnreadable, SourceConfig
 from syncd.crossref import extract_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
 from syncd.http import ApiClient, HttpOptions, parse_retry_after
@@ -312,8 +312,8 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             # Loaded with resolve=False (as `syncd config check` may do): read them now.
             try:
                 config.resolve_secrets()
-            except ValueError as exc:
-                raise ConfigError(f"source {config.name}", [f"key/token: {exc}"]) from None
+            except SecretsUnreadable as exc:
+                raise ConfigError(f"source {config.name}", exc.problems) from None
             key, token = config.secret("key"), config.secret("token")
         # The feed's clock, for sweeps; tests replace it.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)

@@ -112,6 +112,14 @@ class SecretRef(Strict):
         return SecretStr(value)
 
 
+class SecretsUnreadable(ValueError):
+    """Secrets that could not be read, one "field.path: why" line each; never a value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
 class SourceConfig(Strict):
     """Settings every source has. Each adapter extends this with its own fields."""
 
@@ -145,13 +153,35 @@ class SourceConfig(Strict):
             return {str(k).lower(): val for k, val in v.items()}
         return v
 
+    def secret_refs(self) -> dict[str, SecretRef]:
+        """Every secret this source names, by field path ("token", "imap.password")."""
+        return {name: value for name, value in self if isinstance(value, SecretRef)}
+
     def resolve_secrets(self) -> None:
-        for name, value in self:
-            if isinstance(value, SecretRef):
-                self._secrets[name] = value.resolve()
+        """Read every secret now. Raises SecretsUnreadable naming each one that cannot be
+        read by its field path, so `config check` reports them all in one pass."""
+        problems = []
+        for path, ref in self.secret_refs().items():
+            try:
+                self._secrets[path] = ref.resolve()
+            except ValueError as exc:
+                problems.append(f"{path}: {exc}")
+        if problems:
+            raise SecretsUnreadable(problems)
 
     def secret(self, name: str) -> str:
         return self._secrets[name].get_secret_value()
+
+
+# A person's login on the machine where operators run syncd: `me` on the command line.
+UNIX = "unix"
+
+
+def handle_kinds() -> tuple[str, ...]:
+    """The keys a person's handles may have: every source type, and `unix`."""
+    from syncd.adapters import ADAPTER_MODULES  # the package only; no adapter is imported
+
+    return (*sorted(ADAPTER_MODULES), UNIX)
 
 
 class Person(Strict):
@@ -166,6 +196,17 @@ class Person(Strict):
     def _id_shape(cls, v: str) -> str:
         if not _PERSON_ID.match(v):
             raise ValueError("use lower-case letters, digits, '-', '_' or '.' (no ':')")
+        return v
+
+    @field_validator("handles")
+    @classmethod
+    def _known_kinds(cls, v: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        # A misspelled tool ("githb") would leave the person silently unmapped in that tool.
+        unknown = sorted(set(v) - set(handle_kinds()))
+        if unknown:
+            raise ValueError(
+                f"unknown tool {', '.join(map(repr, unknown))} (known: {', '.join(handle_kinds())})"
+            )
         return v
 
     def handles_for(self, kind: str) -> list[str]:
@@ -245,6 +286,11 @@ def parse_config(doc: dict[str, Any], path: str = "<config>", *, resolve: bool =
     """Validate a parsed TOML document. Raises ConfigError listing every problem."""
     from syncd.adapters import adapter_class  # late: adapters import config
 
+    if not doc:
+        raise ConfigError(
+            path,
+            ["the file is empty; `syncd config example` prints an annotated config to start from"],
+        )
     problems: list[str] = []
     raw_sources = doc.get("sources", [])
     sources: list[SourceConfig] = []
@@ -272,8 +318,8 @@ def parse_config(doc: dict[str, Any], path: str = "<config>", *, resolve: bool =
         if resolve:
             try:
                 source.resolve_secrets()
-            except ValueError as exc:
-                problems.append(f"{_loc(('sources', i), doc)}: {exc}")
+            except SecretsUnreadable as exc:
+                problems.extend(f"{_loc(('sources', i), doc)}.{p}" for p in exc.problems)
         sources.append(source)
     rest = {k: v for k, v in doc.items() if k != "sources"}
     try:
@@ -314,6 +360,16 @@ def load_config(path: str | Path, *, resolve: bool = True) -> Config:
         text = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError(str(p), ["file not found (set --config or $SYNCD_CONFIG)"]) from None
+    except IsADirectoryError:
+        raise ConfigError(str(p), ["is a directory; name the config file itself"]) from None
+    except PermissionError:
+        raise ConfigError(
+            str(p),
+            [
+                "cannot read: permission denied (operators need to be in the file's group, "
+                "syncd-operators in the service guide, and to log in again after being added)"
+            ],
+        ) from None
     except OSError as exc:
         raise ConfigError(str(p), [f"cannot read: {exc.strerror}"]) from None
     try:

@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 from syncd.cli import cli
 from syncd.config import default_ledger_path, load_config
 from syncd.errors import ConfigError
+from tests.syncdproc import errors, syncd
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "syncd.example.toml"
 SECRET = "ghp_n0tReallyAT0kenButL0ngEnough42"
@@ -48,7 +49,7 @@ def test_the_example_config_says_which_secret_is_missing() -> None:
     result = check(EXAMPLE)
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        f"syncd: error: {EXAMPLE}: sources[0] (api): "
+        f"syncd: error: {EXAMPLE}: sources[0] (api).token: "
         "environment variable GITHUB_TOKEN is not set or empty"
     ]
 
@@ -227,5 +228,48 @@ def test_the_default_ledger_follows_systemds_state_directory(
     monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path}/state:/var/lib/other")
     assert default_ledger_path() == f"{tmp_path}/state/ledger.db"
     config = tmp_path / "syncd.toml"
-    config.write_text("")
+    config.write_text("[daemon]\n")
     assert load_config(config).ledger == tmp_path / "state" / "ledger.db"
+
+
+# -- what a new admin trips over, through the installed script ---------------------------------
+
+
+def test_a_misspelled_tool_in_handles_is_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        '[[people]]\nid = "bob"\nhandles = { githb = "bobby", unix = "bob", jira = "acc-bob" }\n'
+    )
+    result = syncd("--config", config, "config", "check")
+    assert result.returncode == 1
+    assert errors(result) == [
+        f"{config}: people[0].handles: unknown tool 'githb' "
+        "(known: email, github, jira, trello, unix)"
+    ]
+
+
+def test_an_empty_config_is_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "syncd.toml"
+    config.write_text("# nothing yet\n")
+    result = syncd("--config", config, "config", "check")
+    assert result.returncode == 1
+    assert errors(result) == [
+        f"{config}: the file is empty; `syncd config example` prints an annotated config to "
+        "start from"
+    ]
+
+
+def test_every_unreadable_secret_is_named_by_its_field(tmp_path: Path) -> None:
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        '[[sources]]\nname = "cards"\ntype = "trello"\nboards = ["0123456789abcdef01234567"]\n'
+        'key = { env = "SYNCD_TEST_NO_KEY" }\ntoken = { file = "/nonexistent/trello-token" }\n'
+    )
+    result = syncd("--config", config, "config", "check")
+    assert result.returncode == 1
+    assert errors(result) == [
+        f"{config}: sources[0] (cards).key: environment variable SYNCD_TEST_NO_KEY is not set "
+        "or empty",
+        f"{config}: sources[0] (cards).token: cannot read secret file "
+        "/nonexistent/trello-token: No such file or directory",
+    ]
