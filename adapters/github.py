@@ -87,6 +87,7 @@ _STATE_KEY = re.compile(r"^(open|closed|closed:[a-z_]{1,40}|label:.{1,100})$")
 _MAX_TITLE = 1024
 _MAX_URL = 2048
 _MAX_ASSIGNEES = 100
+_MAX_LABELS = 100  # labels kept per issue (routing rules test them)
 _PAYLOAD = 1000  # characters of a quarantined item kept as evidence
 _MAX_ETAG = 256
 # Issues remembered at the boundary. More than this sharing one second means a bulk edit;
@@ -276,21 +277,28 @@ def _logins(raw: object, what: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _label_names(raw: object) -> set[str]:
+def _labels(raw: object) -> tuple[str, ...]:
+    """Label names as the tool spells them, in its order, without repeats."""
     if not isinstance(raw, list):
         raise Unreadable("labels is missing or not a list")
-    names = set()
+    names: list[str] = []
     for label in raw:
         # The API gives label objects; its schema also allows bare names.
         name = label.get("name") if isinstance(label, dict) else label
         if not isinstance(name, str):
             raise Unreadable("labels holds an entry without a name")
-        names.add(name.lower())
-    return names
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _label_names(raw: object) -> set[str]:
+    return {name.lower() for name in _labels(raw)}
 
 
 def _fingerprint(obs: Observation) -> str:
     fields = [obs.state, list(obs.owners), obs.title, obs.url, obs.requester, list(obs.mentions)]
+    fields.append(list(obs.labels))
     blob = json.dumps(fields, ensure_ascii=False).encode()
     return hashlib.blake2b(blob, digest_size=8).hexdigest()
 
@@ -495,6 +503,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
             requester=requester,
             keys=keys,
             mentions=tuple(k for k in extract_keys(title, body) if k not in keys),
+            labels=_labels(raw.get("labels"))[:_MAX_LABELS],
         )
 
     def _state(self, native: object, reason: object, labels: object) -> State:

@@ -100,10 +100,21 @@ CATEGORY_STATES: dict[str, State] = {
     "done": "done",
     "undefined": "open",
 }
-FIELDS = ("summary", "status", "assignee", "reporter", "description", "created", "updated")
+FIELDS = (
+    "summary",
+    "status",
+    "assignee",
+    "reporter",
+    "description",
+    "created",
+    "updated",
+    "labels",
+    "components",
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_TITLE = 1024
 _MAX_NAME = 255
+_MAX_LABELS = 100  # labels and components kept per issue (routing rules test them)
 _PAYLOAD = 1000  # characters of a quarantined item kept as evidence
 # Issues remembered inside the overlap. Past this many (a bulk edit), the rest are yielded
 # again next cycle, which the ledger takes as no change.
@@ -533,6 +544,7 @@ class JiraAdapter(Adapter[JiraConfig]):
             requester=requester,
             keys=keys,
             mentions=tuple(k for k in extract_keys(summary, text) if k not in keys),
+            labels=_labels(fields.get("labels"), fields.get("components")),
         )
         history = None if self.cloud else _inline_history(raw.get("changelog"))
         created = _optional_time(fields.get("created"))
@@ -681,6 +693,20 @@ class JiraAdapter(Adapter[JiraConfig]):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _labels(labels: object, components: object) -> tuple[str, ...]:
+    """Labels, then component names: what routing rules test. Informational, so entries
+    that cannot be read are left out rather than costing the issue."""
+    names: list[str] = []
+    for raw in labels if isinstance(labels, list) else ():
+        if isinstance(raw, str) and raw and raw not in names:
+            names.append(raw[:_MAX_NAME])
+    for raw in components if isinstance(components, list) else ():
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if isinstance(name, str) and name and name not in names:
+            names.append(name[:_MAX_NAME])
+    return tuple(names[:_MAX_LABELS])
 
 
 def _assignee_changes(raw: object) -> list[tuple[datetime, str | None]]:

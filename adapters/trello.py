@@ -94,7 +94,7 @@ _SHORT_LINK = re.compile(r"^[A-Za-z0-9]{8,12}$")
 ACTION_TYPES = ("addMemberToCard", "removeMemberFromCard", "updateCard", "createCard")
 _MEMBER_ACTIONS = frozenset({"addMemberToCard", "removeMemberFromCard"})
 ACTIONS_LIMIT = 1000  # Trello's maximum; a full answer may have left actions out
-CARD_FIELDS = "name,desc,idList,idMembers,closed,dateLastActivity,shortLink,url,idBoard"
+CARD_FIELDS = "name,desc,idList,idMembers,closed,dateLastActivity,shortLink,url,idBoard,labels"
 # Up to this many changed cards are read one by one; more, and the board's open cards are
 # read in one request instead.
 _PER_CARD = 5
@@ -103,6 +103,7 @@ KEY_LIMIT = 285  # requests per WINDOW per API key (Trello: 300)
 WINDOW = 10.0
 _MAX_TITLE = 1024
 _MAX_MEMBERS = 100
+_MAX_LABELS = 100  # labels kept per card (routing rules test them)
 _PAYLOAD = 1000  # characters of a quarantined item kept as evidence
 # Quarantined cards remembered per board; past this, more are reported again at each sweep.
 _MAX_BAD = 500
@@ -497,6 +498,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             updated_at=updated_at,
             keys=keys,
             mentions=tuple(k for k in extract_keys(name, desc) if k not in keys),
+            labels=_label_names(raw.get("labels")),
         )
 
     def _handle(self, member_id: str) -> str:
@@ -644,6 +646,17 @@ class TrelloAdapter(Adapter[TrelloConfig]):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _label_names(raw: object) -> tuple[str, ...]:
+    """Names of a card's labels: what routing rules test. Informational, so a label without
+    a readable name (Trello allows colour-only labels) is left out, not the card."""
+    names: list[str] = []
+    for label in raw if isinstance(raw, list) else ():
+        name = label.get("name") if isinstance(label, dict) else None
+        if isinstance(name, str) and name.strip() and name not in names:
+            names.append(name[:255])
+    return tuple(names[:_MAX_LABELS])
 
 
 def _raw_id(raw: object) -> object:

@@ -133,6 +133,19 @@ ERRATA = [
     ),
     Erratum(
         "trello.json",
+        "Card.labels: items declared as label ids",
+        "a card's labels field holds Label objects (the description's own Label schema: id, "
+        "idBoard, name, color); the ids alone are the separate idLabels field",
+        lambda s: "$ref" not in _prop(s, "Card", ("labels",)).get("items", {}),
+        lambda s: _set_prop(
+            s,
+            "Card",
+            ("labels",),
+            {"type": "array", "items": {"$ref": "#/components/schemas/Label"}},
+        ),
+    ),
+    Erratum(
+        "trello.json",
         "Card.cardRole: nullable, but its enum lacks null",
         'a plain card carries "cardRole": null',
         lambda s: None not in _prop(s, "Card", ("cardRole",)).get("enum", [None]),

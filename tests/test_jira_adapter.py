@@ -259,7 +259,7 @@ def test_first_search_request_shape(make: Any, router: respx.Router) -> None:
     assert query(request) == {
         "jql": "(project = OPS) AND updated >= 0 ORDER BY updated ASC, key ASC",
         "maxResults": "100",
-        "fields": "summary,status,assignee,reporter,description,created,updated",
+        "fields": "summary,status,assignee,reporter,description,created,updated,labels,components",
     }
     expected = base64.b64encode(f"{EMAIL}:{TOKEN}".encode()).decode()
     assert request.headers["authorization"] == f"Basic {expected}"

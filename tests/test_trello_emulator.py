@@ -16,7 +16,7 @@ from syncd.sandbox.trello import DEFAULT_KEY, DEFAULT_TOKEN, TrelloEmulator
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 ID = re.compile(r"^[0-9a-f]{24}$")
-CARD_FIELDS = "name,desc,idList,idMembers,closed,dateLastActivity,shortLink,url,idBoard"
+CARD_FIELDS = "name,desc,idList,idMembers,closed,dateLastActivity,shortLink,url,idBoard,labels"
 
 
 class FakeClock:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from syncd.http import TraceWriter
 from syncd.sandbox.server import Emulator, HttpError, Request, Response, json_response
@@ -81,6 +81,7 @@ class _Issue:
     closed_by: str | None = None
     pull_request: bool = False
     draft: bool = False
+    labels: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -157,8 +158,19 @@ class GitHubEmulator(Emulator):
         assignees: Iterable[str] = (),
         user: str = "octocat",
         state: str = "open",
+        labels: Iterable[str] = (),
     ) -> int:
-        return self._create(repo, title, body, assignees, user, state)
+        number = self._create(repo, title, body, assignees, user, state)
+        if labels:
+            self.set_labels(repo, number, labels)
+        return number
+
+    def set_labels(self, repo: str, number: int, labels: Iterable[str]) -> None:
+        """Replace the issue's labels, as someone in the web UI would."""
+        with self.lock:
+            issue = self._get(repo, number)[1]
+            issue.labels = list(dict.fromkeys(labels))
+            self._touch(issue)
 
     def create_pull_request(
         self,
@@ -595,6 +607,19 @@ class GitHubEmulator(Emulator):
             },
         }
 
+    def _label_json(self, repo: _Repo, name: str) -> dict[str, Any]:
+        digest = hashlib.blake2b(f"{repo.full_name}/{name}".encode(), digest_size=3).digest()
+        label_id = 208_000_001 + int.from_bytes(digest)
+        return {
+            "id": label_id,
+            "node_id": _node_id("Label", label_id),
+            "url": f"{self.base_url}/repos/{repo.full_name}/labels/{quote(name)}",
+            "name": name,
+            "description": None,
+            "color": "ededed",
+            "default": False,
+        }
+
     def _issue_json(self, repo: _Repo, issue: _Issue, *, single: bool = True) -> dict[str, Any]:
         api = f"{self.base_url}/repos/{repo.full_name}"
         url = f"{api}/issues/{issue.number}"
@@ -613,7 +638,7 @@ class GitHubEmulator(Emulator):
             "number": issue.number,
             "title": issue.title,
             "user": self._user_json(issue.user),
-            "labels": [],
+            "labels": [self._label_json(repo, name) for name in issue.labels],
             "state": issue.state,
             "locked": False,
             "assignee": assignees[0] if assignees else None,

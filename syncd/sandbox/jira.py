@@ -33,7 +33,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -60,6 +60,7 @@ ALL_FIELDS = (
     "project",
     "issuetype",
     "labels",
+    "components",
 )
 # Status categories as Jira numbers them.
 CATEGORIES: dict[str, tuple[int, str, str]] = {
@@ -132,6 +133,8 @@ class _Issue:
     updated: datetime
     assignee: str | None = None
     history: list[_History] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    components: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -260,6 +263,16 @@ class JiraEmulator(Emulator):
                 assignee,
             )
             return key
+
+    def set_labels(
+        self, key: str, labels: Iterable[str] = (), components: Iterable[str] = ()
+    ) -> None:
+        """Replace an issue's labels and components, as someone in the web UI would."""
+        with self.lock:
+            issue = self._get(key)
+            issue.labels = list(dict.fromkeys(labels))
+            issue.components = list(dict.fromkeys(components))
+            issue.updated = self._now()
 
     def set_assignee(self, key: str, account_id: str | None, *, by: str | None = None) -> None:
         """Someone changes the assignee in Jira (recorded in the changelog)."""
@@ -716,7 +729,17 @@ class JiraEmulator(Emulator):
                 "hierarchyLevel": 0,
             }
         if name == "labels":
-            return []
+            return list(issue.labels)
+        if name == "components":
+            p = self._projects[issue.project]
+            return [
+                {
+                    "self": f"{self.base_url}/rest/api/3/component/{p.id}{i}",
+                    "id": f"{p.id}{i}",
+                    "name": component,
+                }
+                for i, component in enumerate(issue.components)
+            ]
         return getattr(issue, name)
 
     def _issue_json(

@@ -23,6 +23,7 @@ from another board.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 import string
@@ -155,6 +156,7 @@ class _Card:
     last_activity: datetime
     members: list[str] = field(default_factory=list)
     closed: bool = False
+    labels: list[str] = field(default_factory=list)  # label names
 
 
 @dataclass
@@ -322,8 +324,10 @@ class TrelloEmulator(Emulator):
         *,
         members: Iterable[str] = (),
         by: str | None = None,
+        labels: Iterable[str] = (),
     ) -> str:
-        """A card, created as someone would in the web app; `members` are usernames."""
+        """A card, created as someone would in the web app; `members` are usernames,
+        `labels` the names of the board's labels put on it."""
         with self.lock:
             b = self._boards[board]
             lst = self._list_named(board, list_name)
@@ -339,6 +343,7 @@ class TrelloEmulator(Emulator):
                 b.card_count,
                 65536.0 * b.card_count,
                 now,
+                labels=list(dict.fromkeys(labels)),
             )
             self._cards[card.id] = card
             actor = self._actor(by)
@@ -608,6 +613,13 @@ class TrelloEmulator(Emulator):
         now = self.clock().astimezone(UTC)
         return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
+    def _label_id(self, board: str, name: str) -> str:
+        # Stable per board and name, shaped like every other Trello id.
+        return hashlib.blake2b(f"{board}/{name}".encode(), digest_size=12).hexdigest()
+
+    def _label_json(self, board: str, name: str) -> dict[str, Any]:
+        return {"id": self._label_id(board, name), "idBoard": board, "name": name, "color": "sky"}
+
     def _mint(self) -> str:
         # Like a Mongo ObjectId, as Trello's are: 4 bytes of seconds, 5 random, 3 of counter.
         seconds = int(self.clock().timestamp())
@@ -806,8 +818,8 @@ class TrelloEmulator(Emulator):
             "idMembersVoted": [],
             "idShort": card.id_short,
             "idAttachmentCover": None,
-            "labels": [],
-            "idLabels": [],
+            "labels": [self._label_json(card.board, name) for name in card.labels],
+            "idLabels": [self._label_id(card.board, name) for name in card.labels],
             "manualCoverAttachment": False,
             "name": card.name,
             "pos": card.pos,
