@@ -8,6 +8,10 @@ who owns an item. It never touches the ledger. The core drives it:
   Pages must come in an order that makes that safe (oldest change first).
 * ``read_owners(ref)`` and ``write_owner(...)`` are the write-back. The core decides what to
   write from the current owners (a pure function in syncd.outbox); the adapter only does it.
+* ``bind_store(store)`` hands an adapter that must remember more than a small cursor (the
+  mailbox: every thread it has seen) a keyed store. It reads entries from the store when it
+  needs them and writes them only through ``Page.state``, so they commit with the page's
+  cursor in one transaction, exactly like the cursor: a crash never leaves the two apart.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from __future__ import annotations
 import ipaddress
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
-from typing import ClassVar, Generic, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from syncd.config import SourceConfig
 from syncd.http import HttpOptions
@@ -42,6 +46,42 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class StateStore(Protocol):
+    """One source's keyed state, read-only to the adapter (writes go through Page.state).
+
+    Keys and values are the adapter's own strings (values JSON by convention); the core
+    neither reads nor interprets them. There is no size limit: what the adapter knows is
+    not forgotten because it knows a lot."""
+
+    def get(self, keys: Iterable[str]) -> dict[str, str]:
+        """The stored values of those keys that exist."""
+
+    def scan(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """Every (key, value) whose key starts with `prefix`, in key order."""
+
+
+class MemoryStore:
+    """A StateStore in a dict: for an adapter run without a ledger (tests, one-off reads).
+    `apply` does what the ledger does with a page's state."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, str] = {}
+
+    def get(self, keys: Iterable[str]) -> dict[str, str]:
+        return {k: self.entries[k] for k in keys if k in self.entries}
+
+    def scan(self, prefix: str) -> Iterator[tuple[str, str]]:
+        for key in sorted(k for k in self.entries if k.startswith(prefix)):
+            yield key, self.entries[key]
+
+    def apply(self, changes: dict[str, str | None]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.entries.pop(key, None)
+            else:
+                self.entries[key] = value
 
 
 C = TypeVar("C", bound=SourceConfig)
@@ -87,6 +127,10 @@ class Adapter(ABC, Generic[C]):
         """Called with the people directory before the first pull, and again on reload.
         Most tools name owners by their own handles and ignore it; a mailbox uses it to turn
         `owner-alice` tags and sender addresses into people."""
+
+    def bind_store(self, store: StateStore) -> None:
+        """Called with this source's keyed state before the first pull. Only adapters that
+        use Page.state need it (see the module docstring)."""
 
     def rate_budget(self) -> RateBudget | None:
         """What the tool last said about its rate limit, if it says anything."""

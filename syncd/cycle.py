@@ -58,6 +58,7 @@ class Engine:
             if source.enabled:
                 adapter = adapter_class(source.type)(source, http)
                 adapter.bind_people(self.directory)
+                adapter.bind_store(ledger.state_store(source.name))
                 self.adapters[source.name] = adapter
         ledger.sync_people(config.people)
 

@@ -254,6 +254,8 @@ class Ledger:
             for q in page.quarantined:
                 self._quarantine(c, q, now)
                 stats.quarantined += 1
+            if page.state:
+                self._store_state(c, source, page.state)
             if page.cursor is not None:
                 c.execute(
                     "INSERT INTO cursors (source, value, updated_at) VALUES (?, ?, ?) "
@@ -266,6 +268,22 @@ class Ledger:
                 (source, kind, stats.observations),
             )
         return stats
+
+    def _store_state(
+        self, c: sqlite3.Connection, source: str, changes: dict[str, str | None]
+    ) -> None:
+        gone = [(source, k) for k, v in changes.items() if v is None]
+        kept = [(source, k, v) for k, v in changes.items() if v is not None]
+        c.executemany("DELETE FROM adapter_state WHERE source = ? AND key = ?", gone)
+        c.executemany(
+            "INSERT INTO adapter_state (source, key, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (source, key) DO UPDATE SET value = excluded.value",
+            kept,
+        )
+
+    def state_store(self, source: str) -> SourceState:
+        """The adapter_state rows of one source, as the StateStore an adapter reads."""
+        return SourceState(self, source)
 
     def _quarantine(self, c: sqlite3.Connection, q: Quarantined, now: datetime) -> None:
         c.execute(
@@ -762,6 +780,42 @@ class Ledger:
             t: self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
             for t in ("requests", "links", "events", "outbox", "quarantine")
         }
+
+
+class SourceState:
+    """One source's keyed adapter state (adapters.base.StateStore), read on demand. Writes
+    come only with a page (Ledger.apply_page), in the transaction of its cursor."""
+
+    _CHUNK = 500  # keys per query, well below SQLite's limit on parameters
+
+    def __init__(self, ledger: Ledger, source: str) -> None:
+        self.ledger = ledger
+        self.source = source
+
+    def get(self, keys: Iterable[str]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(keys))
+        out: dict[str, str] = {}
+        with self.ledger._lock:
+            for i in range(0, len(wanted), self._CHUNK):
+                chunk = wanted[i : i + self._CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                out.update(
+                    self.ledger.conn.execute(
+                        f"SELECT key, value FROM adapter_state WHERE source = ? AND key IN ({marks})",
+                        (self.source, *chunk),
+                    ).fetchall()
+                )
+        return out
+
+    def scan(self, prefix: str) -> Iterator[tuple[str, str]]:
+        # Keys in [prefix, prefix + U+10FFFF): every key that starts with prefix, on the index.
+        with self.ledger._lock:
+            rows = self.ledger.conn.execute(
+                "SELECT key, value FROM adapter_state WHERE source = ? AND key >= ? AND key < ? "
+                "ORDER BY key",
+                (self.source, prefix, prefix + "\U0010ffff"),
+            ).fetchall()
+        yield from rows
 
 
 def stale_cutoff(duration: timedelta, now: datetime | None = None) -> str:

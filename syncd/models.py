@@ -93,6 +93,9 @@ class Page:
     observations: list[Observation] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     cursor: Cursor | None = None  # None: leave the stored cursor as it is
+    # Entries of the adapter's keyed state (see adapters.base.StateStore) to store with this
+    # page, in the same transaction as its cursor: key -> JSON text, or None to delete.
+    state: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

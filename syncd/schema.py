@@ -175,4 +175,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         ORDER BY happened_at, e.id
         """,
     ),
+    (
+        "0003_mail",
+        """
+        CREATE TABLE adapter_state (              -- what an adapter remembers beyond its cursor
+            source TEXT NOT NULL,                 -- configured source name
+            key TEXT NOT NULL,                    -- adapter-chosen, for email: "t:<root Message-ID>"
+                                                  -- (a thread), "m:<Message-ID>" (the thread a
+                                                  -- message belongs to), "u:<folder>/<uidvalidity>/<uid>"
+            value TEXT NOT NULL,                  -- adapter-owned JSON
+            PRIMARY KEY (source, key)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
