@@ -19,13 +19,15 @@ from __future__ import annotations
 import ipaddress
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from syncd.config import SourceConfig
 from syncd.http import HttpOptions
 from syncd.models import Cursor, Handoff, Page, RateBudget, State
 from syncd.people import Directory
+
+T = TypeVar("T")
 
 
 class Unreadable(Exception):
@@ -35,6 +37,64 @@ class Unreadable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _kind(value: object) -> str:
+    return (
+        "null" if value is None else f"a JSON {_JSON_NAMES.get(type(value), type(value).__name__)}"
+    )
+
+
+_JSON_NAMES: dict[type, str] = {
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+}
+
+
+def present(obj: Mapping[str, object], key: str, what: str | None = None) -> object:
+    """The value under `key`, which must be there. An answer that leaves a field out (a
+    field configuration can hide it, a proxy can trim it) says nothing about its value:
+    absence is never read as "empty", so the item is quarantined instead."""
+    if key not in obj:
+        raise Unreadable(f"{what or key} is missing from the answer, so its value is unknown")
+    return obj[key]
+
+
+def typed(obj: Mapping[str, object], key: str, kind: type[T], what: str | None = None) -> T:
+    """The value under `key`, present and of `kind` (title, state, ...); else Unreadable."""
+    value = present(obj, key, what)
+    # bool is an int to Python, never to JSON.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise Unreadable(f"{what or key} is {_kind(value)}, not {_kind_of(kind)}")
+    return value
+
+
+def _kind_of(kind: type) -> str:
+    return f"a JSON {_JSON_NAMES.get(kind, kind.__name__)}"
+
+
+def owner_entries(
+    obj: Mapping[str, object], key: str, *, single: bool = False, what: str | None = None
+) -> list[object]:
+    """The raw entries of an owner field: the one rule for who owns an item, in every
+    adapter. Only an explicit null or an empty list means "nobody"; a missing key or a
+    value of the wrong type means the owners are unknown (Unreadable, so quarantined, and
+    nothing is unassigned anywhere). `single` fields (Jira's assignee) hold one object."""
+    if key not in obj:
+        raise Unreadable(f"{what or key} is missing from the answer, so the owners are unknown")
+    value = obj[key]
+    if value is None:
+        return []
+    if single and isinstance(value, dict):
+        return [value]
+    if not single and isinstance(value, list):
+        return list(value)
+    expected = "an object or null" if single else "a JSON array or null"
+    raise Unreadable(f"{what or key} is {_kind(value)}, not {expected}, so the owners are unknown")
 
 
 def is_loopback(host: str) -> bool:

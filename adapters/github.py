@@ -60,7 +60,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -70,7 +70,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator
 
-from syncd.adapters.base import Adapter, Unreadable, is_loopback
+from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries, present, typed
 from syncd.config import SecretRef, SecretsUnreadable, SourceConfig
 from syncd.crossref import extract_keys, github_issue_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
@@ -261,11 +261,9 @@ def _format_time(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _logins(raw: object, what: str) -> tuple[str, ...]:
-    # GitHub's description lets `assignees` be null. Null, like a missing list, says nothing
-    # about who owns the issue, and must not be read as "nobody".
-    if not isinstance(raw, list):
-        raise Unreadable(f"{what} is missing or not a list, so the owners are unknown")
+def _logins(issue: Mapping[str, object], what: str = "assignees") -> tuple[str, ...]:
+    # An explicit null or [] is "nobody"; a missing or mistyped field is unknown owners.
+    raw = owner_entries(issue, what)
     if len(raw) > _MAX_ASSIGNEES:
         raise Unreadable(f"{what} has {len(raw)} entries; GitHub allows at most 10")
     out = []
@@ -471,9 +469,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
             raise Unreadable("number is missing or not a positive integer")
         item.number, item.ref = number, f"{self.repo}#{number}"
         item.updated_at = _parse_time(raw.get("updated_at"))
-        title = raw.get("title")
-        if not isinstance(title, str):
-            raise Unreadable("title is missing or not a string")
+        title = typed(raw, "title", str)
         body = raw.get("body")
         if body is not None and not isinstance(body, str):
             raise Unreadable("body is not a string")
@@ -484,8 +480,8 @@ class GitHubAdapter(Adapter[GitHubConfig]):
             or not url.startswith(("https://", "http://"))
         ):
             raise Unreadable("html_url is missing or not an http(s) URL")
-        owners = _logins(raw.get("assignees"), "assignees")
-        state = self._state(raw.get("state"), raw.get("state_reason"), raw.get("labels"))
+        owners = _logins(raw)
+        state = self._state(present(raw, "state"), raw.get("state_reason"), raw.get("labels"))
         user = raw.get("user")
         login = user.get("login") if isinstance(user, dict) else None
         # The requester is informational; a deleted account ("ghost") or an odd value is
@@ -572,7 +568,9 @@ class GitHubAdapter(Adapter[GitHubConfig]):
             )
         issue = self.client.json(response)
         try:
-            return _logins(issue.get("assignees") if isinstance(issue, dict) else None, "assignees")
+            if not isinstance(issue, dict):
+                raise Unreadable(f"the issue is {type(issue).__name__}, not an object")
+            return _logins(issue)
         except Unreadable as exc:
             raise MalformedResponse(self.name, f"{ref}: {exc.reason}") from None
 

@@ -79,7 +79,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator, model_validator
 
-from syncd.adapters.base import Adapter, Unreadable, is_loopback
+from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries, typed
 from syncd.config import Duration, SecretRef, SecretsUnreadable, SourceConfig
 from syncd.crossref import extract_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
@@ -522,11 +522,9 @@ class JiraAdapter(Adapter[JiraConfig]):
         issue_id = raw.get("id")
         if not isinstance(issue_id, str) or not _ISSUE_ID.match(issue_id):
             raise Unreadable("id is missing or not a numeric string")
-        summary = fields.get("summary")
-        if not isinstance(summary, str):
-            raise Unreadable("summary is missing or not a string")
-        state = self._state(fields.get("status"))
-        owner, owner_ids = self._assignee(fields.get("assignee"), "assignee")
+        summary = typed(fields, "summary", str)
+        state = self._state(typed(fields, "status", dict))
+        owner, owner_ids = self._owner(fields)
         try:
             requester = self._assignee(fields.get("reporter"), "reporter")[0]
         except Unreadable:
@@ -562,6 +560,11 @@ class JiraAdapter(Adapter[JiraConfig]):
             category_key, "open"
         )
         return self.config.states.get(name.strip().lower(), by_category)
+
+    def _owner(self, fields: dict[str, Any]) -> tuple[str | None, frozenset[str]]:
+        """The assignee: absent or mistyped is unknown (Unreadable), null is nobody."""
+        entries = owner_entries(fields, "assignee", single=True)
+        return self._assignee(entries[0], "assignee") if entries else (None, frozenset())
 
     def _assignee(self, raw: object, what: str) -> tuple[str | None, frozenset[str]]:
         """The handle of a user field, and every id the changelog may call that user by."""
@@ -643,10 +646,10 @@ class JiraAdapter(Adapter[JiraConfig]):
         )
         issue = self.client.json(response)
         fields = issue.get("fields") if isinstance(issue, dict) else None
-        if not isinstance(fields, dict) or "assignee" not in fields:
-            raise MalformedResponse(self.name, f"{key}: the answer has no assignee field")
+        if not isinstance(fields, dict):
+            raise MalformedResponse(self.name, f"{key}: the answer has no fields object")
         try:
-            owner = self._assignee(fields["assignee"], "assignee")[0]
+            owner = self._owner(fields)[0]
         except Unreadable as exc:
             raise MalformedResponse(self.name, f"{key}: {exc.reason}") from None
         return (owner,) if owner is not None else ()

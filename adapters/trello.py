@@ -78,7 +78,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator
 
-from syncd.adapters.base import Adapter, Unreadable, is_loopback
+from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries, typed
 from syncd.config import Duration, SecretRef, SecretsUnreadable, SourceConfig
 from syncd.crossref import extract_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
@@ -461,9 +461,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             # nothing; if that board is configured too, it is read there.
             return None
         updated_at = _time(raw.get("dateLastActivity"), "dateLastActivity")
-        name, desc = raw.get("name"), raw.get("desc")
-        if not isinstance(name, str):
-            raise Unreadable("name is missing or not a string")
+        name, desc = typed(raw, "name", str), raw.get("desc")
         if desc is not None and not isinstance(desc, str):
             raise Unreadable("desc is not a string")
         short_link, url = raw.get("shortLink"), raw.get("url")
@@ -471,17 +469,21 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             raise Unreadable("shortLink is missing or malformed")
         if not isinstance(url, str) or len(url) > 2048 or not url.startswith("https://"):
             raise Unreadable("url is missing or not an https URL")
-        closed = raw.get("closed")
-        if not isinstance(closed, bool):
-            raise Unreadable("closed is missing or not a boolean")
-        list_id = raw.get("idList")
-        if not isinstance(list_id, str) or not _ID.match(list_id):
-            raise Unreadable("idList is missing or not a Trello id")
-        members = raw.get("idMembers")
-        if not isinstance(members, list) or len(members) > _MAX_MEMBERS:
-            raise Unreadable("idMembers is missing or not a list, so the owners are unknown")
-        if not all(isinstance(m, str) and _ID.match(m) for m in members):
+        closed = typed(raw, "closed", bool)
+        list_id = typed(raw, "idList", str)
+        if not _ID.match(list_id):
+            raise Unreadable("idList is not a Trello id")
+        entries = owner_entries(raw, "idMembers")
+        if len(entries) > _MAX_MEMBERS:
+            raise Unreadable(f"idMembers has {len(entries)} entries, more than a card holds")
+        members = [m for m in entries if isinstance(m, str) and _ID.match(m)]
+        if len(members) != len(entries):
             raise Unreadable("idMembers holds something that is not a member id")
+        # Read after the board's members were refreshed for this card: an id still unknown
+        # names nobody syncd can tell apart, so it is no owner to hand the request to.
+        unknown = [m for m in members if m not in self._usernames and m not in self._claimed]
+        if unknown:
+            raise Unreadable(f"idMembers holds {unknown[0]}, who is not a member of the board")
         state: State = (
             self.config.archived
             if closed

@@ -443,11 +443,29 @@ def test_owners_are_usernames_unless_configured_by_member_id(
     make: Any, router: respx.Router
 ) -> None:
     feed(router, [])
-    open_cards(router, card(1, members=(ALICE, BOB, "70b000000000000000009999")))
-    people = [Person(id="alice", handles={"trello": ALICE}), Person(id="bob")]
-    (obs,) = observations(pull(make(people=people)))
-    # Alice is configured by id; Bob by nobody (his username); a stranger left the board.
-    assert obs.owners == (ALICE, "bobokafor", "70b000000000000000009999")
+    stranger = "70b000000000000000009999"
+    open_cards(router, card(1, members=(ALICE, BOB)), card(2, members=(stranger,)))
+    people = [
+        Person(id="alice", handles={"trello": ALICE}),
+        Person(id="bob"),
+        Person(id="sam", handles={"trello": stranger}),
+    ]
+    (page,) = pull(make(people=people))
+    # Alice is configured by id; Bob by nobody (his username); Sam left the board, but a
+    # person claims his member id, so he is still someone syncd can name.
+    assert [o.owners for o in page.observations] == [(ALICE, "bobokafor"), (stranger,)]
+    assert page.quarantined == []
+
+
+def test_a_member_nobody_can_name_quarantines_the_card(make: Any, router: respx.Router) -> None:
+    feed(router, [])
+    stranger = "70b000000000000000009999"
+    open_cards(router, card(1, members=(ALICE, stranger)), card(2, members=(BOB,)))
+    (page,) = pull(make())
+    assert [o.ref for o in page.observations] == [cid(2)]
+    (quarantined,) = page.quarantined
+    assert quarantined.ref == cid(1)
+    assert f"{stranger}, who is not a member of the board" in quarantined.reason
 
 
 def test_unknown_list_or_member_refreshes_the_caches_once(make: Any, router: respx.Router) -> None:
@@ -476,8 +494,8 @@ def test_unknown_list_or_member_refreshes_the_caches_once(make: Any, router: res
         ({**card(1), "url": "javascript:alert(1)"}, "url"),
         ({**card(1), "closed": "no"}, "closed"),
         ({**card(1), "idList": None}, "idList"),
-        ({**card(1), "idMembers": "alice"}, "idMembers is missing"),
-        ({**card(1), "idMembers": [ALICE] * 101}, "idMembers is missing"),
+        ({**card(1), "idMembers": "alice"}, "owners are unknown"),
+        ({**card(1), "idMembers": [ALICE] * 101}, "more than a card holds"),
         ({**card(1), "idMembers": ["alice"]}, "not a member id"),
     ],
 )

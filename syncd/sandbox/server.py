@@ -86,6 +86,12 @@ class Fault:
     connection without any response. `malformed` answers 200 with a body that is not JSON.
     `method` and `path` (a regex searched in the path below the prefix) narrow which requests
     match; `times` is how many it applies to (None: all of them).
+
+    Two hooks let a test act at an exact moment: `before` runs just before the emulator
+    handles the request (a person's edit landing between syncd's read and its write);
+    `rewrite` gets the JSON of the emulator's own answer and returns what to send instead
+    (a field left out, a wrong type). Rewritten answers are off-contract on purpose and
+    stay out of the contract trace.
     """
 
     status: int | None = None
@@ -97,6 +103,8 @@ class Fault:
     delay: float = 0.0
     drop: bool = False
     malformed: bool = False
+    before: Callable[[Request], None] | None = None
+    rewrite: Callable[[Any], Any] | None = None
 
     def matches(self, request: Request) -> bool:
         if self.method is not None and self.method.upper() != request.method:
@@ -313,12 +321,19 @@ class Emulator:
         if fault is not None and fault.drop:
             self._count(request, 0)
             return None
+        if fault is not None and fault.before is not None:
+            fault.before(request)
         response = fault.response() if fault is not None else None
         # Injected answers are the test's words, not the emulator's, and some are off-contract
         # on purpose, so only the emulator's own answers go into the contract trace.
         record = response is None and inside
         if response is None:
             response = self._handle_safely(request) if inside else self.not_found(request)
+            if fault is not None and fault.rewrite is not None and response.status < 300:
+                response = json_response(
+                    response.status, fault.rewrite(json.loads(response.body)), response.headers
+                )
+                record = False
         self._count(request, response.status)
         if record and self.trace is not None:
             self.trace.write(self._record(request, response))
