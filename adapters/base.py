@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from syncd.config import SourceConfig
+from syncd.crossref import DEFAULT_RULES, Rules
 from syncd.http import HttpOptions
 from syncd.models import Cursor, Handoff, Page, RateBudget, State
 from syncd.people import Directory
@@ -156,6 +157,8 @@ class Adapter(ABC, Generic[C]):
     def __init__(self, config: C, http: HttpOptions | None = None) -> None:
         self.config = config
         self.http = http or HttpOptions()
+        # What declares identity in item text; see bind_matching.
+        self.rules: Rules = DEFAULT_RULES
 
     @property
     def name(self) -> str:
@@ -191,6 +194,19 @@ class Adapter(ABC, Generic[C]):
     def bind_store(self, store: StateStore) -> None:
         """Called with this source's keyed state before the first pull. Only adapters that
         use Page.state need it (see the module docstring)."""
+
+    def bind_matching(self, rules: Rules) -> None:
+        """Called with what declares identity (the built-in labels plus `[matching]
+        declare_labels`, and the Jira project keys known to the configured Jira sources)
+        before the first pull, and again whenever that changes. Adapters read item text
+        with syncd.crossref.read_references(..., self.rules)."""
+        self.rules = rules
+
+    def known_projects(self) -> frozenset[str]:
+        """Jira project keys of the items this source has read (only Jira has any); the
+        engine shares them with every adapter, so that bare keys of other projects are not
+        taken for Jira keys."""
+        return frozenset()
 
     def rate_budget(self) -> RateBudget | None:
         """What the tool last said about its rate limit, if it says anything."""

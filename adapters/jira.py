@@ -414,6 +414,7 @@ class JiraAdapter(Adapter[JiraConfig]):
                 raise ConfigError(f"source {config.name}", exc.problems) from None
             token = config.secret("token")
         self.cloud = config.flavor == "cloud"
+        self._projects: set[str] = set()  # project keys of the issues read
         self.api = "rest/api/3" if self.cloud else "rest/api/2"
         # The signpost's clock; tests replace it.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -514,6 +515,7 @@ class JiraAdapter(Adapter[JiraConfig]):
         if not isinstance(key, str) or not _KEY.match(key):
             raise Unreadable("key is missing or not an issue key such as OPS-7")
         item.key = key
+        self._projects.add(key.rpartition("-")[0])
         fields = raw.get("fields")
         if not isinstance(fields, dict):
             raise Unreadable("fields is missing or not an object")
@@ -690,6 +692,9 @@ class JiraAdapter(Adapter[JiraConfig]):
             limit=number("x-ratelimit-limit"),
             reset_at=reset,
         )
+
+    def known_projects(self) -> frozenset[str]:
+        return frozenset(self._projects)
 
     def request_counts(self) -> Counter[str]:
         return Counter(self.client.counts)

@@ -21,6 +21,7 @@ import structlog
 from syncd.adapters import adapter_class
 from syncd.adapters.base import Adapter
 from syncd.config import Config
+from syncd.crossref import Rules
 from syncd.errors import RateLimited, SourceError
 from syncd.http import HttpOptions
 from syncd.ledger import ApplyStats, Ledger, now_utc
@@ -61,10 +62,34 @@ class Engine:
                 adapter.bind_store(ledger.state_store(source.name))
                 self.adapters[source.name] = adapter
         ledger.sync_people(config.people)
+        # Jira project keys the configured Jira sources hold: from the ledger now, and from
+        # each Jira poll as it reads new projects. Bare keys of other projects are not keys.
+        self.jira_projects = self._ledger_projects()
+        self._bind_matching()
 
     def close(self) -> None:
         for adapter in self.adapters.values():
             adapter.close()
+
+    def _ledger_projects(self) -> frozenset[str]:
+        if not any(a.kind == "jira" for a in self.adapters.values()):
+            return frozenset()
+        rows = self.ledger.rows(
+            "SELECT DISTINCT substr(ref, 1, instr(ref, '-') - 1) AS project FROM links "
+            "WHERE kind = 'jira' AND instr(ref, '-') > 1"
+        )
+        return frozenset(str(r["project"]) for r in rows)
+
+    def _bind_matching(self) -> None:
+        rules = Rules.build(self.config.matching.declare_labels, self.jira_projects)
+        for adapter in self.adapters.values():
+            adapter.bind_matching(rules)
+
+    def _learn_projects(self, adapter: Adapter[Any]) -> None:
+        learned = adapter.known_projects()
+        if not learned <= self.jira_projects:
+            self.jira_projects |= learned
+            self._bind_matching()
 
     def _count(self, adapter: Adapter[Any]) -> int:
         return sum(adapter.request_counts().values())
@@ -98,6 +123,7 @@ class Engine:
             log.exception("poll crashed", source=name)
             result.ok, result.error = False, redact(f"internal error: {type(exc).__name__}: {exc}")
         result.requests = self._count(adapter) - before
+        self._learn_projects(adapter)
         budget = adapter.rate_budget()
         self.ledger.record_poll(
             name,

@@ -34,11 +34,15 @@ from syncd.crossref import MAX_KEYS, MAX_SCAN, extract_keys, github_issue_keys, 
         ("https://acme.atlassian.net/browse/OPS-7", ["jira:OPS-7"]),
         ("https://jira.acme.test/browse/ops-9?focusedId=1", ["jira:OPS-9"]),
         ("AB_1-3 ABCDEFGHIJ-4", ["jira:AB_1-3", "jira:ABCDEFGHIJ-4"]),
+        # project keys longer than 10 characters exist (Apache StreamPipes)
+        ("STREAMPIPES-651", ["jira:STREAMPIPES-651"]),
         ("OPS-007", ["jira:OPS-7"]),
-        # not Jira keys: lower case, one letter, over 10 characters, embedded, REQ, zero
+        # not Jira keys: lower case, one letter, over 50 characters, embedded, REQ, zero,
+        # and look-alikes from prose, standards and logs
         ("ops-7", []),
         ("A-1", []),
-        ("ABCDEFGHIJK-1", []),
+        ("A" * 51 + "-1", []),
+        ("UTF-8 ISO-8859-1 SHA-256 CVE-2021-44228 RFC-7231 GPT-4 ORA-00942 KIP-4 PROJ-123", []),
         ("xOPS-7 OPS-7x OPS-7_1", []),
         ("https://acme.atlassian.net/browse/REQ-5", []),
         ("OPS-0", []),
