@@ -427,3 +427,25 @@ def owed_writes(ledger: Ledger, key: str) -> dict[str, Any]:
     for link in links:
         link["owner_handles"] = handles.get(link["kind"], [])
     return {**request, "links": links}
+
+
+def requests_with_dead_writes(ledger: Ledger) -> set[str]:
+    """Requests with a write-back still owed and dead-lettered (`ls` marks them)."""
+    return {
+        str(r[0])
+        for r in ledger.conn.execute(
+            f"SELECT DISTINCT r.key FROM ({_OWED_SQL}) o "  # noqa: S608 - constants
+            "JOIN requests r ON r.id = o.request_id WHERE o.status = 'dead'"
+        )
+    }
+
+
+def source_names(ledger: Ledger) -> set[str]:
+    """Every source the ledger has seen: linked items, polls or quarantined items."""
+    return {
+        str(r[0])
+        for r in ledger.conn.execute(
+            "SELECT source FROM links UNION SELECT source FROM source_status "
+            "UNION SELECT source FROM quarantine"
+        )
+    }

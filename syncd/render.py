@@ -11,6 +11,8 @@ passes through it once more (line breaks kept) as a net for fields added later.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -105,6 +107,37 @@ def requests_view(rows: list[dict[str, Any]], now: datetime) -> str:
             for r in rows
         ],
     )
+
+
+# Columns of `ls --format csv|tsv`: the JSON fields, flattened.
+DELIMITED_COLUMNS = (
+    "key",
+    "state",
+    "owner",
+    "owner_name",
+    "sources",
+    "last_activity_at",
+    "created_at",
+    "updated_at",
+    "title",
+)
+
+
+def requests_delimited(rows: list[dict[str, Any]], fmt: str, *, headers: bool = True) -> str:
+    """`ls` as CSV or TSV: one row per request, sources joined by ";", text made safe (no
+    control characters or line breaks, which would break a row apart)."""
+    out = io.StringIO()
+    writer = csv.writer(out, dialect="excel-tab" if fmt == "tsv" else "excel", lineterminator="\n")
+    if headers:
+        writer.writerow(DELIMITED_COLUMNS)
+    for r in rows:
+        writer.writerow(
+            [
+                ";".join(r[c]) if c == "sources" else "" if r[c] is None else safe_text(str(r[c]))
+                for c in DELIMITED_COLUMNS
+            ]
+        )
+    return out.getvalue()
 
 
 def _writeback(wb: Mapping[str, Any] | None) -> str:

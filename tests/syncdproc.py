@@ -17,6 +17,7 @@ _CLEARED = (
     "COLUMNS",
     "LINES",
     "GITHUB_TOKEN",
+    "SUDO_USER",
 )
 
 
@@ -43,3 +44,35 @@ def errors(result: subprocess.CompletedProcess[str]) -> list[str]:
     """The "syncd: error: ..." lines, without the prefix."""
     prefix = "syncd: error: "
     return [ln.removeprefix(prefix) for ln in result.stderr.splitlines() if ln.startswith(prefix)]
+
+
+def syncd_on_terminal(
+    *args: str | Path, columns: int = 80, lines: int = 24, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Run syncd with stdout and stderr on a pseudo-terminal of the given size; returns the
+    exit status and everything it printed (with "\\r\\n" line ends turned into "\\n")."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+    full_env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
+    full_env.update({"TERM": "xterm-256color", **(env or {})})
+    proc = subprocess.Popen(
+        [str(SYNCD), *map(str, args)], stdin=slave, stdout=slave, stderr=slave, env=full_env
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its side
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    code = proc.wait(timeout=60)
+    return code, b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")

@@ -197,7 +197,7 @@ def error_lines(result: Result) -> list[str]:
 
 
 def test_ls_lists_every_request_in_id_order(runner: CliRunner, story: Story) -> None:
-    result = run(runner, "--ledger", story.path, "ls")
+    result = run(runner, "--ledger", story.path, "ls", "--all")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["REQUEST", "STATE", "OWNER"]
@@ -209,19 +209,23 @@ def test_ls_lists_every_request_in_id_order(runner: CliRunner, story: Story) -> 
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--owner", "bob"], ["REQ-1", "REQ-4"]),
+        (["--owner", "bob"], ["REQ-1"]),
+        (["--owner", "bob", "--all"], ["REQ-1", "REQ-4"]),
         (["--owner", "github:zed"], ["REQ-2"]),
         (["--owner", "bob", "--state", "done"], ["REQ-4"]),
         (["--state", "blocked"], ["REQ-3"]),
         (["--state", "blocked", "--state", "in_progress"], ["REQ-1", "REQ-3"]),
         (["--source", "ops"], ["REQ-1"]),
-        (["--source", "api"], ["REQ-1", "REQ-2", "REQ-4"]),
+        (["--source", "api"], ["REQ-1", "REQ-2"]),
+        (["--source", "api", "--all"], ["REQ-1", "REQ-2", "REQ-4"]),
         (["--unowned"], ["REQ-3"]),
-        (["--stale", "3d"], ["REQ-2", "REQ-3", "REQ-4"]),
-        (["--stale", "1d"], ["REQ-1", "REQ-2", "REQ-3", "REQ-4"]),
-        (["--stale", "7d"], ["REQ-4"]),
-        (["--stale", "3d", "--source", "api"], ["REQ-2", "REQ-4"]),
-        (["--owner", "nobody"], []),
+        (["--stale", "3d"], ["REQ-2", "REQ-3"]),
+        (["--stale", "3d", "--all"], ["REQ-2", "REQ-3", "REQ-4"]),
+        (["--stale", "1d"], ["REQ-1", "REQ-2", "REQ-3"]),
+        (["--stale", "7d"], []),
+        (["--stale", "7d", "--all"], ["REQ-4"]),
+        (["--stale", "3d", "--source", "api", "--all"], ["REQ-2", "REQ-4"]),
+        (["--owner", "carol"], []),
     ],
 )
 def test_ls_filters(runner: CliRunner, story: Story, args: list[str], expected: list[str]) -> None:
@@ -229,9 +233,9 @@ def test_ls_filters(runner: CliRunner, story: Story, args: list[str], expected: 
 
 
 def test_ls_text_says_when_nothing_matches(runner: CliRunner, story: Story) -> None:
-    result = run(runner, "--ledger", story.path, "ls", "--owner", "nobody")
+    result = run(runner, "--ledger", story.path, "ls", "--owner", "carol")
     assert result.exit_code == 0
-    assert result.stdout.strip() == "no matching requests"
+    assert result.stdout.strip() == "no matching requests (open work; --all for every state)"
 
 
 def test_ls_json_shape(runner: CliRunner, story: Story) -> None:
@@ -392,10 +396,15 @@ def test_show_unknown_request_is_one_error_line(runner: CliRunner, story: Story)
     assert error_lines(result) == ["syncd: error: no request REQ-99 (see `syncd ls`)"]
 
 
-def test_show_malformed_request_id_is_a_usage_error(runner: CliRunner, story: Story) -> None:
-    result = run(runner, "--ledger", story.path, "show", "OPS-7")
-    assert result.exit_code == 2
-    assert "is not a request id" in result.stderr
+def test_show_of_something_that_names_no_item_is_one_error_line(
+    runner: CliRunner, story: Story
+) -> None:
+    result = run(runner, "--ledger", story.path, "show", "nonsense")
+    assert result.exit_code == 1
+    assert error_lines(result) == [
+        "syncd: error: 'nonsense': not a request id or a linked item in the ledger (give "
+        "REQ-42, a tool ref such as OPS-7 or acme/api#1, or an item's URL; see `syncd ls`)"
+    ]
 
 
 # -- assign ----------------------------------------------------------------------------------
@@ -719,7 +728,7 @@ def test_read_commands_take_the_ledger_from_config_without_secrets(
     runner: CliRunner, story: Story, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path / "syncd.toml", story.path, ("api", "1m"))
-    result = run(runner, "ls", "--json", env={"SYNCD_CONFIG": str(config)})
+    result = run(runner, "ls", "--all", "--json", env={"SYNCD_CONFIG": str(config)})
     assert result.exit_code == 0, result.output
     assert keys_of(json.loads(result.stdout)) == ["REQ-1", "REQ-2", "REQ-3", "REQ-4"]
 
@@ -948,7 +957,7 @@ def test_installed_script(story: Story) -> None:
     assert help_run.returncode == 0
     assert "Examples:" in help_run.stdout
     ls_run = subprocess.run(
-        [str(script), "ls", "--json", "--ledger", str(story.path)],
+        [str(script), "ls", "--all", "--json", "--ledger", str(story.path)],
         capture_output=True,
         text=True,
         timeout=60,

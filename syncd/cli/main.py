@@ -111,7 +111,8 @@ Exit status: 0 ok, 1 an error you can act on (one "syncd: error:" line per probl
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    # A directory is reported by load_config (exit 1), like any other unusable file.
+    type=click.Path(path_type=Path),
     envvar="SYNCD_CONFIG",
     default=DEFAULT_CONFIG_PATH,
     show_default=True,

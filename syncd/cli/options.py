@@ -27,6 +27,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 # generic class in click 8.2, and a callback reads the same under every click we support.
 
 
+# For --help of every option that takes a duration.
+DURATION_HELP = "DURATION is seconds, or parts such as 90s, 5m, 2h, 3d, 1w, 1h30m (units w d h m s, largest first)."
+
+
 def duration_option_value(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> timedelta | None:
@@ -39,13 +43,19 @@ def duration_option_value(
 
 
 def request_argument(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """A request id as operators type it ("REQ-42", "req-42" or "42"), as "REQ-42"."""
+    """A request as operators name it: an id ("REQ-42", "req-42", "42") comes back as
+    "REQ-42"; anything else (a tool ref such as OPS-7 or acme/api#1, an item's URL) comes
+    back as typed, for the command to resolve with syncd.lookup.find_request once it has
+    the ledger open."""
     if value is None:
         return None
+    value = value.strip()
+    if not value:
+        raise click.BadParameter("give a request id, a tool ref or a URL", ctx, param)
     try:
         return request_key(parse_request_key(value))
-    except NotFound as exc:
-        raise click.BadParameter(str(exc), ctx, param) from None
+    except NotFound:
+        return value
 
 
 def json_option(f: F) -> F:
@@ -84,7 +94,9 @@ def paths_option(f: F) -> F:
     ):
         f = click.option(
             name,
-            type=click.Path(dir_okay=False, path_type=Path),
+            # Not dir_okay=False: click would exit 2 for a directory, while every other
+            # unusable config file is an error the user can act on (exit 1).
+            type=click.Path(path_type=Path),
             metavar="PATH",
             expose_value=False,
             is_eager=True,

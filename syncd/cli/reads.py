@@ -3,41 +3,82 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import click
 
 from syncd import queries, render
+from syncd.cli import complete
 from syncd.cli.options import (
+    DURATION_HELP,
     Env,
     duration_option_value,
     emit_json,
     json_option,
+    operator_name,
     pass_env,
     paths_option,
     request_argument,
 )
 from syncd.config import Config
-from syncd.ledger import now_utc
+from syncd.errors import NotFound
+from syncd.ledger import Ledger, iso, now_utc
+from syncd.lookup import find_owner, find_request
 from syncd.models import STATES
+from syncd.terminal import Style, Terminal
+
+SORT_FIELDS = {
+    "id": "id",
+    "state": "state",
+    "owner": "owner",
+    "source": "sources",
+    "activity": "last_activity_at",
+    "created": "created_at",
+    "updated": "updated_at",
+    "title": "title",
+}
+# Rows a terminal gets when no --limit is given; pipes and files get every row.
+TERMINAL_LIMIT = 50
+FORMATS = ("table", "json", "csv", "tsv")
 
 
-@click.command("ls", short_help="List requests by owner, state, source or staleness.")
+def _sort_value(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value.lower().removeprefix("-") not in SORT_FIELDS:
+        raise click.BadParameter(
+            f"{value!r}: sort by one of {', '.join(SORT_FIELDS)} (prefix - to reverse)",
+            ctx,
+            param,
+        )
+    return value.lower()
+
+
+@click.command("ls", short_help="List open requests by owner, state, source or staleness.")
 @click.option(
     "--owner",
     metavar="PERSON",
-    help="Only requests owned by PERSON: a person id, or kind:handle for an unmapped identity.",
+    shell_complete=complete.owners,
+    help="Only requests owned by PERSON: a person id (any case), one of their handles, "
+    "`me` (your unix handle), or kind:handle for an unmapped identity.",
 )
 @click.option(
     "--state",
     "states",
     multiple=True,
-    type=click.Choice(STATES),
+    type=click.Choice(STATES, case_sensitive=False),
     metavar="STATE",
     help=f"Only requests in STATE ({', '.join(STATES)}); repeat for several.",
 )
 @click.option(
+    "--all",
+    "all_states",
+    is_flag=True,
+    help="Every state, done and cancelled too. Without it (or --state) ls shows open work: "
+    f"{', '.join(queries.OPEN_STATES)}.",
+)
+@click.option(
     "--source",
     metavar="NAME",
+    shell_complete=complete.sources,
     help="Only requests with a linked item in the source named NAME in the config.",
 )
 @click.option("--unowned", is_flag=True, help="Only requests that nobody owns.")
@@ -45,8 +86,34 @@ from syncd.models import STATES
     "--stale",
     callback=duration_option_value,
     metavar="DURATION",
-    help="Only requests with no activity for longer than DURATION (e.g. 3d, 12h, 90m).",
+    help="Only requests with no activity for longer than DURATION. " + DURATION_HELP,
 )
+@click.option(
+    "--sort",
+    "sort",
+    default="id",
+    show_default=True,
+    callback=_sort_value,
+    metavar="FIELD",
+    shell_complete=complete.choices([*SORT_FIELDS, *(f"-{f}" for f in SORT_FIELDS)]),
+    help=f"Order by FIELD ({', '.join(SORT_FIELDS)}); prefix - to reverse (-activity).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help=f"At most N rows, then a line saying how many more (0: all). On a terminal the "
+    f"table stops at {TERMINAL_LIMIT} unless given; pipes and files get every row.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    default="table",
+    show_default=True,
+    help="table for people; json, csv or tsv for scripts and spreadsheets.",
+)
+@click.option("--no-headers", is_flag=True, help="Leave out the header line (table, csv, tsv).")
 @json_option
 @paths_option
 @pass_env
@@ -54,44 +121,127 @@ def ls_command(
     env: Env,
     owner: str | None,
     states: tuple[str, ...],
+    all_states: bool,
     source: str | None,
     unowned: bool,
     stale: timedelta | None,
+    sort: str,
+    limit: int | None,
+    fmt: str,
+    no_headers: bool,
     as_json: bool,
 ) -> None:
-    """List requests, filtered. Filters combine: a request must match all of them.
+    """List requests, filtered: open work by default (open, in_progress, blocked), every
+    state with --all. Filters combine: a request must match all of them. Owner and source
+    names are matched in any case; a person or source nobody knows is an error.
 
     Activity is the latest change seen at any linked item, or in the ledger itself (an
-    operator handoff, say).
+    operator handoff, say). On a terminal, rows are coloured: red where a write-back is
+    dead-lettered, yellow where open work has seen no activity for a week (overdue).
+    NO_COLOR turns colour off.
 
     \b
     Examples:
-      syncd ls --unowned --state open
+      syncd ls --unowned
+      syncd ls --owner me
       syncd ls --owner alice --state in_progress --state blocked
-      syncd ls --source api --stale 3d
+      syncd ls --source api --stale 3d --sort activity
+      syncd ls --all --sort -updated --limit 20
+      syncd ls --all --format csv > requests.csv
       syncd ls --owner github:zed --json
     """
     if owner and unowned:
         raise click.UsageError("--owner and --unowned exclude each other")
+    if all_states and states:
+        raise click.UsageError("--all and --state exclude each other")
+    fmt = "json" if as_json else fmt.lower()
+    wanted = [s.lower() for s in states] or ([] if all_states else list(queries.OPEN_STATES))
     now = now_utc()
-    with env.read_ledger() as ledger:
+    config = env.read_config()
+    with env.read_ledger(config) as ledger:
+        owner_id = _known_owner(ledger, owner) if owner is not None else None
+        source_name = _known_source(ledger, config, source) if source is not None else None
         rows = queries.list_requests(
             ledger,
             now=now,
-            owner=owner,
-            states=states,
-            source=source,
+            owner=owner_id,
+            states=wanted,
+            source=source_name,
             unowned=unowned,
             stale=stale,
         )
-    if as_json:
-        emit_json(rows)
+        dead = queries.requests_with_dead_writes(ledger) if fmt == "table" else set()
+    field = SORT_FIELDS[sort.removeprefix("-")]
+    rows.sort(key=lambda r: _sort_key(r[field]), reverse=sort.startswith("-"))
+    term = Terminal.detect()
+    if limit is None and fmt == "table" and term.tty:
+        limit = TERMINAL_LIMIT
+    more = max(0, len(rows) - limit) if limit else 0
+    shown_rows = rows[:limit] if limit else rows
+    if fmt == "json":
+        emit_json(shown_rows)
+    elif fmt in ("csv", "tsv"):
+        click.echo(render.requests_delimited(shown_rows, fmt, headers=not no_headers), nl=False)
+    elif not shown_rows:
+        click.echo(
+            "no matching requests"
+            + ("" if all_states or states else " (open work; --all for every state)")
+        )
     else:
-        click.echo(render.requests_view(rows, now))
+        text = render.requests_view(shown_rows, now)
+        if no_headers:
+            text = text.split("\n", 1)[1]
+        styles: dict[int, Style] = {}
+        overdue = iso(now - OVERDUE)
+        for i, r in enumerate(shown_rows, start=0 if no_headers else 1):
+            if r["key"] in dead:
+                styles[i] = "bad"
+            elif r["state"] in queries.OPEN_STATES and (r["last_activity_at"] or "") < (
+                overdue or ""
+            ):
+                styles[i] = "warn"
+        click.echo(term.lines(text, styles))
+        if more:
+            click.echo(
+                term.fit(
+                    f"… {more:,} more ({len(rows):,} in all); --limit 0 shows every row, "
+                    "or narrow the filters"
+                )
+            )
+
+
+# Open work with no activity for this long is marked (yellow) in `ls`.
+OVERDUE = timedelta(days=7)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    # None sorts last whichever the direction of the rest; lists (sources) by their text.
+    if value is None:
+        return (1, "")
+    if isinstance(value, list):
+        return (0, ",".join(value))
+    return (0, value.lower() if isinstance(value, str) else value)
+
+
+def _known_owner(ledger: Ledger, text: str) -> str:
+    owner = find_owner(ledger, text, login=operator_name(), unmapped=True)
+    if not queries.owner_known(ledger, owner):
+        raise NotFound(f"no person or identity {text!r} in the ledger (see `syncd people`)")
+    return owner
+
+
+def _known_source(ledger: Ledger, config: Config | None, text: str) -> str:
+    name = text.strip().lower()
+    known = {s.name for s in config.sources} if config is not None else queries.source_names(ledger)
+    if name not in known:
+        raise NotFound(f"no source {text!r} (known: {', '.join(sorted(known)) or 'none'})")
+    return name
 
 
 @click.command("show", short_help="One request: linked items, owed write-backs, timeline.")
-@click.argument("request", callback=request_argument, metavar="REQ")
+@click.argument(
+    "request", callback=request_argument, metavar="REQ", shell_complete=complete.requests
+)
 @json_option
 @paths_option
 @pass_env
@@ -99,15 +249,18 @@ def show_command(env: Env, request: str, as_json: bool) -> None:
     """Show one request: its fields, every linked item with any write-back still owed to it
     (pending, dead or skipped, with the reason), and its full timeline of events.
 
-    REQ is a request id such as REQ-42 (or just 42).
+    REQ is a request id such as REQ-42 (or just 42), a linked item's tool ref (OPS-7,
+    acme/api#1) or its URL.
 
     \b
     Examples:
       syncd show REQ-42
+      syncd show OPS-7
+      syncd show https://github.com/acme/api/issues/1
       syncd show 42 --json
     """
     with env.read_ledger() as ledger:
-        detail = queries.request_detail(ledger, request)
+        detail = queries.request_detail(ledger, find_request(ledger, request))
     if as_json:
         emit_json(detail)
     else:
@@ -115,12 +268,18 @@ def show_command(env: Env, request: str, as_json: bool) -> None:
 
 
 @click.command("history", short_help="The handoff log: owner changes and conflicts.")
-@click.argument("request", callback=request_argument, metavar="[REQ]", required=False)
+@click.argument(
+    "request",
+    callback=request_argument,
+    metavar="[REQ]",
+    required=False,
+    shell_complete=complete.requests,
+)
 @click.option(
     "--since",
     callback=duration_option_value,
     metavar="DURATION",
-    help="Only handoffs within the last DURATION (e.g. 24h, 7d).",
+    help="Only handoffs within the last DURATION. " + DURATION_HELP,
 )
 @json_option
 @paths_option
@@ -140,7 +299,8 @@ def history_command(env: Env, request: str | None, since: timedelta | None, as_j
     """
     now = now_utc()
     with env.read_ledger() as ledger:
-        rows = queries.history(ledger, now=now, key=request, since=since)
+        key = find_request(ledger, request) if request is not None else None
+        rows = queries.history(ledger, now=now, key=key, since=since)
     if as_json:
         emit_json(rows)
     else:

@@ -1,0 +1,117 @@
+"""What operators type on the command line, resolved against the ledger.
+
+A request can be named by its id ("REQ-42", "req-42", "42"), by a linked item's tool ref
+("OPS-7", "acme/api#1") or by its URL (an issue, a card, a /browse/ link). A person can be
+named by id in any case ("Carol"), by any handle configured for them ("github:bob-ok",
+"bob-ok"), or as "me": the person whose `unix` handle is the operator's login.
+
+Resolution never guesses: text that could mean two requests or two people is an error that
+lists the candidates, since a handoff to the wrong one is the worst outcome.
+"""
+
+from __future__ import annotations
+
+import json
+
+from syncd.config import UNIX
+from syncd.crossref import extract_keys
+from syncd.errors import NotFound
+from syncd.ledger import Ledger, parse_request_key, request_key
+
+ME = "me"
+
+
+def find_request(ledger: Ledger, text: str) -> str:
+    """The request id ("REQ-42") that `text` names."""
+    t = text.strip()
+    try:
+        return request_key(parse_request_key(t))
+    except NotFound:
+        pass
+    # The exact ref or URL a linked item was stored with (mail Message-IDs, card URLs with
+    # a slug, a Jira site under another host name), then the tool-level keys in the text.
+    found = {
+        r["request_id"]
+        for r in ledger.rows(
+            "SELECT request_id FROM links WHERE ref = ? OR url = ? OR url = ?",
+            (t, t, t.rstrip("/")),
+        )
+    }
+    keys = [k for k in extract_keys(t) if not k.startswith("req:")]
+    if not found and keys:
+        found = {
+            r["request_id"]
+            for r in ledger.rows(
+                "SELECT l.request_id FROM link_keys k JOIN links l ON l.id = k.link_id "
+                "WHERE k.role = 'self' AND k.key IN (SELECT value FROM json_each(?))",
+                (json.dumps(keys),),
+            )
+        }
+    if len(found) == 1:
+        return request_key(found.pop())
+    if found:
+        names = ", ".join(request_key(i) for i in sorted(found))
+        raise NotFound(f"{text!r} names items of several requests ({names}); give the REQ id")
+    what = "no linked item" if keys or "/" in t else "not a request id or a linked item"
+    raise NotFound(
+        f"{text!r}: {what} in the ledger (give REQ-42, a tool ref such as OPS-7 or "
+        "acme/api#1, or an item's URL; see `syncd ls`)"
+    )
+
+
+def person_for_login(ledger: Ledger, login: str) -> str:
+    """The person whose `unix` handle is `login`."""
+    rows = ledger.rows(
+        "SELECT person_id FROM identities WHERE kind = ? AND handle = ? AND person_id IS NOT NULL",
+        (UNIX, login),
+    )
+    if not rows:
+        raise NotFound(
+            f"'me': no person has the unix handle {login!r}; add it to your [[people]] entry "
+            f'(handles = {{ unix = "{login}", ... }}) and reload the daemon'
+        )
+    return str(rows[0]["person_id"])
+
+
+def find_owner(ledger: Ledger, text: str, *, login: str, unmapped: bool = False) -> str:
+    """The canonical owner `text` names: a person id, or "kind:handle" for an identity no
+    person claims, which is accepted only with `unmapped` (a typo must not become an owner).
+    """
+    t = text.strip()
+    if t.lower() == ME:
+        return person_for_login(ledger, login)
+    kind, sep, handle = t.partition(":")
+    if sep:
+        rows = ledger.rows(
+            "SELECT handle, person_id FROM identities WHERE kind = ? AND lower(handle) = ?",
+            (kind.lower(), handle.lower()),
+        )
+        people = {r["person_id"] for r in rows if r["person_id"] is not None}
+        if len(people) == 1:
+            return str(people.pop())
+        if unmapped:
+            # The spelling the tool uses, when the ledger has seen this handle.
+            return f"{kind.lower()}:{rows[0]['handle'] if rows else handle}"
+        seen = "seen in a tool but claimed by no person" if rows else "claimed by no person"
+        raise NotFound(
+            f"{t!r} is {seen}; add it to someone's handles in [[people]], or give --unmapped "
+            "to hand the request to that identity as it is (see `syncd people`)"
+        )
+    person = ledger.rows("SELECT id FROM people WHERE id = ?", (t.lower(),))
+    if person:
+        return str(person[0]["id"])
+    # A bare handle ("bob-ok"): fine when it belongs to exactly one person.
+    rows = ledger.rows(
+        "SELECT DISTINCT person_id FROM identities WHERE lower(handle) = ? "
+        "AND person_id IS NOT NULL AND kind != ?",
+        (t.lower(), UNIX),
+    )
+    if len(rows) == 1:
+        return str(rows[0]["person_id"])
+    if rows:
+        names = ", ".join(sorted(str(r["person_id"]) for r in rows))
+        raise NotFound(f"{t!r} is a handle of several people ({names}); give the person id")
+    raise NotFound(
+        f"no person {t!r} in the ledger (people come from [[people]] in the config once the "
+        "daemon has run; see `syncd people`)"
+    )
