@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import regex
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -238,13 +239,118 @@ class MatchingConfig(Strict):
     declare_labels: list[str] = Field(default_factory=list)
 
 
+class Team(Strict):
+    """A group that routing rules can assign to (README "Routing and follow-through")."""
+
+    id: str
+    members: list[str] = Field(min_length=1, description="person ids, in rotation order")
+    lead: str | None = None
+    # Overrides [acceptance] accept_within for handoffs to this team's members.
+    accept_within: Duration | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v: str) -> str:
+        if not _PERSON_ID.match(v):
+            raise ValueError("use lower-case letters, digits, '-', '_' or '.'")
+        return v
+
+
+# A title pattern is bounded in length, and runs with a time limit (syncd.routing), so no
+# rule can stall a cycle on a pathological title.
+MAX_TITLE_PATTERN = 200
+
+
+def _one_or_many(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
+OneOrMany = Annotated[list[str], BeforeValidator(_one_or_many)]
+
+
+class RuleWhen(Strict):
+    """What a request must show for a rule to match. Every test given must hold; a list
+    matches when any of its entries does. An empty `when` matches every unowned request."""
+
+    source: OneOrMany = Field(default_factory=list, description="configured source names")
+    tool: OneOrMany = Field(default_factory=list, description="github, jira, trello or email")
+    state: Annotated[list[State], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    labels: OneOrMany = Field(default_factory=list, description="any of these (no case)")
+    title: str | None = Field(default=None, description="a regular expression, searched")
+    requester: OneOrMany = Field(
+        default_factory=list, description="an address or handle, or a domain as '@example.com'"
+    )
+    unowned_for: Duration | None = None
+
+    @field_validator("title")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if len(v) > MAX_TITLE_PATTERN:
+            raise ValueError(f"a title pattern is at most {MAX_TITLE_PATTERN} characters")
+        try:
+            regex.compile(v)
+        except regex.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return v
+
+
+class RuleAssign(Strict):
+    person: str | None = None
+    team: str | None = None
+    # round_robin: members in turn (the turn survives restarts); least_loaded: the member
+    # with the fewest open requests.
+    strategy: Literal["round_robin", "least_loaded"] = "round_robin"
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RuleAssign:
+        if (self.person is None) == (self.team is None):
+            raise ValueError("set exactly one of person or team")
+        return self
+
+
+class RoutingRule(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    when: RuleWhen = Field(default_factory=RuleWhen)
+    assign: RuleAssign
+
+
+class RoutingOptions(Strict):
+    # At most this many requests routed (or moved to a delegate) in one cycle: a rule that
+    # matches far more than meant does little before someone notices.
+    max_per_cycle: int = Field(default=20, ge=1, le=10_000)
+
+
+class AcceptanceConfig(Strict):
+    # A handoff nobody picked up within this long is overdue. Unset: none ever is.
+    accept_within: Duration | None = None
+
+
+class EscalationConfig(Strict):
+    # What happens, once, to an overdue handoff: "reroute" hands it on by the routing rules
+    # (to someone other than the owner who did not pick it up); "flag" only records it.
+    action: Literal["flag", "reroute"] = "flag"
+
+
 class Config(Strict):
     ledger: Path = Field(default_factory=lambda: Path(default_ledger_path()))
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     people: list[Person] = Field(default_factory=list)
+    teams: list[Team] = Field(default_factory=list)
+    routing: list[RoutingRule] = Field(default_factory=list)
+    routing_options: RoutingOptions = Field(default_factory=RoutingOptions)
+    acceptance: AcceptanceConfig = Field(default_factory=AcceptanceConfig)
+    escalation: EscalationConfig | None = None
     path: Path | None = Field(default=None, exclude=True)
+
+    def team(self, team_id: str) -> Team:
+        for t in self.teams:
+            if t.id == team_id:
+                return t
+        raise KeyError(team_id)
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -349,9 +455,46 @@ def parse_config(doc: dict[str, Any], path: str = "<config>", *, resolve: bool =
                             f"people[{i}].handles.{kind}: {h!r} is already {other!r}'s handle"
                         )
                     owners[(kind, h.lower())] = p.id
+        problems += _routing_problems(config, ids)
     if problems or config is None:
         raise ConfigError(path, problems)
     return config.model_copy(update={"sources": sources})
+
+
+def _routing_problems(config: Config, people: set[str]) -> list[str]:
+    """Names in [[teams]] and [[routing]] that point nowhere, each with its field path."""
+    from syncd.adapters import ADAPTER_MODULES  # the package only; no adapter is imported
+
+    tools = tuple(sorted(ADAPTER_MODULES))
+    problems: list[str] = []
+    teams: set[str] = set()
+    for i, t in enumerate(config.teams):
+        if t.id in teams:
+            problems.append(f"teams[{i}].id: duplicate team {t.id!r}")
+        teams.add(t.id)
+        for j, m in enumerate(t.members):
+            if m not in people:
+                problems.append(f"teams[{i}].members[{j}]: no person {m!r} in [[people]]")
+        if t.lead is not None and t.lead not in people:
+            problems.append(f"teams[{i}].lead: no person {t.lead!r} in [[people]]")
+    sources = {s.name for s in config.sources}
+    names: set[str] = set()
+    for i, r in enumerate(config.routing):
+        at = f"routing[{i}] ({r.name})"
+        if r.name in names:
+            problems.append(f"{at}.name: duplicate rule name {r.name!r}")
+        names.add(r.name)
+        if r.assign.person is not None and r.assign.person not in people:
+            problems.append(f"{at}.assign.person: no person {r.assign.person!r} in [[people]]")
+        if r.assign.team is not None and r.assign.team not in teams:
+            problems.append(f"{at}.assign.team: no team {r.assign.team!r} in [[teams]]")
+        for j, name in enumerate(r.when.source):
+            if config.sources and name not in sources:
+                problems.append(f"{at}.when.source[{j}]: no source {name!r} in [[sources]]")
+        for j, kind in enumerate(r.when.tool):
+            if kind not in tools:
+                problems.append(f"{at}.when.tool[{j}]: {kind!r} is not one of {', '.join(tools)}")
+    return problems
 
 
 def load_config(path: str | Path, *, resolve: bool = True) -> Config:

@@ -38,6 +38,7 @@ from syncd.reconcile import (
     owed_writes,
     plan_observation,
 )
+from syncd.routing_ledger import record_item_facts
 from syncd.schema import MIGRATIONS
 
 
@@ -496,6 +497,7 @@ class Ledger:
             c.executemany(
                 "INSERT OR IGNORE INTO link_keys (link_id, key, role) VALUES (?, ?, ?)", key_rows
             )
+        record_item_facts(c, rid, link_id, obs, kind, d)
         for handle in obs.owners:
             if handles is not None:
                 if (kind, handle) in handles:

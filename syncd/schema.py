@@ -188,4 +188,51 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        "0006_routing",
+        """
+        ALTER TABLE links ADD COLUMN requester TEXT;  -- who asked, in the tool's namespace
+                                                      -- (login, accountId, mail address)
+        ALTER TABLE links ADD COLUMN labels TEXT;     -- JSON array: labels, Jira components,
+                                                      -- as last seen (what routing rules test)
+        CREATE TABLE absences (                   -- operator state: `syncd away` / `syncd back`
+            person TEXT PRIMARY KEY,              -- person id
+            since TEXT NOT NULL,                  -- when the absence was recorded
+            until TEXT NOT NULL,                  -- it ends by itself then
+            delegate TEXT,                        -- person id receiving handoffs meant for them
+            move_open INTEGER NOT NULL DEFAULT 0, -- 1: their open requests move to the delegate too
+            note TEXT,
+            actor TEXT                            -- the operator who recorded it
+        );
+        CREATE TABLE routing_state (              -- what routing remembers across restarts
+            key TEXT PRIMARY KEY,                 -- "rotation:<team id>", or "events" (the last
+                                                  -- event the follow-through step has read)
+            value TEXT,                           -- last person given work, or an event id
+            updated_at TEXT NOT NULL
+        );
+        INSERT INTO routing_state (key, value, updated_at)
+            SELECT 'events', coalesce(max(id), 0), strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM events;
+        CREATE TABLE handoffs (                   -- follow-through: the latest handoff per request
+            request_id INTEGER PRIMARY KEY REFERENCES requests(id),
+            event_id INTEGER NOT NULL,            -- its owner_changed event
+            owner TEXT NOT NULL,                  -- the new owner, who is to accept it
+            previous_owner TEXT,
+            at TEXT NOT NULL,                     -- when it happened (source-side when known)
+            accepted_at TEXT,                     -- NULL: awaiting acceptance
+            accepted_by TEXT,
+            accepted_how TEXT,                    -- "comment in jira", "operator", "handed on"...
+            overdue_at TEXT,                      -- when it was found not accepted in time
+            escalated_at TEXT                     -- when the escalation ran (once)
+        );
+        CREATE INDEX handoffs_open ON handoffs(accepted_at, overdue_at);
+        CREATE TABLE touches (                    -- the latest thing each person did on a request
+            request_id INTEGER NOT NULL REFERENCES requests(id),
+            person TEXT NOT NULL,                 -- person id, or "kind:handle" when unmapped
+            at TEXT NOT NULL,                     -- source-side time
+            kind TEXT NOT NULL,                   -- comment|state|edit|reply|assign
+            source TEXT NOT NULL,                 -- source name
+            PRIMARY KEY (request_id, person)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
