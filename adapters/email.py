@@ -71,7 +71,7 @@ from typing import ClassVar, Literal
 import structlog
 from pydantic import Field, field_validator, model_validator
 
-from syncd.adapters.base import Adapter, is_loopback
+from syncd.adapters.base import Adapter, MemoryStore, StateStore, is_loopback
 from syncd.adapters.email_message import (
     Fetched,
     MailFacts,
@@ -84,6 +84,7 @@ from syncd.adapters.email_thread import (
     FolderState,
     Keywords,
     MailState,
+    Sent,
     Thread,
     mid_url,
     parse_time,
@@ -96,10 +97,11 @@ from syncd.adapters.email_transport import (
     SmtpSettings,
     rebuild_criteria,
 )
+from syncd.adapters.email_trust import Sender, assign_target, is_internal, judge_sender
 from syncd.config import SecretRef, SourceConfig
 from syncd.errors import FatalError, RetriableError, SourceError
 from syncd.http import HttpOptions
-from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, State
+from syncd.models import Activity, Cursor, Handoff, Observation, Page, Quarantined, State
 from syncd.people import Directory
 from syncd.redact import redact
 
@@ -112,6 +114,8 @@ _REBUILD_ROUNDS = 5  # how many In-Reply-To-only links a rebuild follows
 # What may follow the owner prefix in a keyword syncd writes: a person id or an address.
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_.@+-]{0,126}$")
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,30}$")
+_DOMAIN = re.compile(r"^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})+$")
+_AUTHSERV_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,252}$")
 
 
 # -- configuration ----------------------------------------------------------------------
@@ -128,6 +132,39 @@ class EmailConfig(SourceConfig):
     owner_prefix: str = "owner-"
     state_prefix: str = "state-"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    # Senders at these domains are internal, as are the people's email handles; everyone
+    # else is external (see adapters/email_trust.py for what each may cause).
+    internal_domains: list[str] = Field(default_factory=list)
+    # Believe a From address only when the receiving MTA authenticated it: the topmost
+    # Authentication-Results header whose authserv-id is `authserv_id` says dmarc=pass, or
+    # dkim=pass aligned with the From domain.
+    require_authentication: bool = False
+    authserv_id: str | None = None
+
+    @field_validator("internal_domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        out = [d.strip().lower().removeprefix("@") for d in v]
+        bad = [d for d in out if not _DOMAIN.match(d)]
+        if bad:
+            raise ValueError(f"not a domain name: {bad[0]!r} (write example.com, no @ or *)")
+        return out
+
+    @field_validator("authserv_id")
+    @classmethod
+    def _authserv_id(cls, v: str | None) -> str | None:
+        if v is not None and not _AUTHSERV_ID.match(v.lower()):
+            raise ValueError("must be your MTA's authserv-id, e.g. mx.example.com")
+        return v.lower() if v is not None else None
+
+    @model_validator(mode="after")
+    def _authentication(self) -> EmailConfig:
+        if self.require_authentication and self.authserv_id is None:
+            raise ValueError(
+                "require_authentication needs authserv_id: the name your MTA writes first in "
+                "its Authentication-Results header (e.g. mx.example.com)"
+            )
+        return self
 
     @field_validator("address")
     @classmethod
@@ -192,6 +229,16 @@ class EmailAdapter(Adapter[EmailConfig]):
         self.imap = ImapSession(config.name, config.imap, self._imap_password, self.http.timeout)
         self.smtp_sent = 0
         self._state: MailState | None = None
+        # Without a ledger (bind_store), the adapter keeps its threads in memory and stores
+        # each page's entries itself once the page was taken.
+        self.store: StateStore = MemoryStore()
+        self._own_store: MemoryStore | None = self.store
+        if not config.require_authentication:
+            log.warning(
+                "From addresses are believed as written: anyone can pose as an internal "
+                "sender; set require_authentication and authserv_id (see README)",
+                source=config.name,
+            )
         for what, settings in (("IMAP", config.imap), ("SMTP", config.smtp)):
             if settings.tls == "plain" and not is_loopback(settings.host):
                 log.warning(
@@ -210,6 +257,9 @@ class EmailAdapter(Adapter[EmailConfig]):
 
     def bind_people(self, directory: Directory) -> None:
         self.directory = directory
+
+    def bind_store(self, store: StateStore) -> None:
+        self.store, self._own_store, self._state = store, None, None
 
     def request_counts(self) -> Counter[str]:
         counts = Counter({f"IMAP {k}": v for k, v in self.imap.counts.items()})
@@ -244,33 +294,60 @@ class EmailAdapter(Adapter[EmailConfig]):
             raise FatalError(self.name, f"{handle!r} cannot be written as an IMAP keyword")
         return tag
 
-    def _command_of(self, facts: MailFacts) -> str | None:
-        """The /assign argument of a message, if its sender may give commands."""
-        if facts.command is None or facts.sender is None:
-            return None
-        if not self.directory.is_mapped(KIND, facts.sender):
-            log.info(
-                "ignored /assign from an address that is not a person's email handle",
-                source=self.name,
-                sender=facts.sender,
-            )
-            return None
-        return facts.sender if facts.command == "me" else facts.command
+    def sender_of(self, facts: MailFacts) -> Sender:
+        return judge_sender(
+            facts.sender,
+            facts.authentication_results,
+            person_addresses=self._person_addresses(),
+            internal_domains=self.config.internal_domains,
+            authserv_id=self.config.authserv_id if self.config.require_authentication else None,
+        )
+
+    def _person_addresses(self) -> dict[str, str]:
+        """Every person's email handles, lower-cased -> person id."""
+        return {
+            h.lower(): pid
+            for pid, person in self.directory.people.items()
+            for h in person.handles_for(KIND)
+        }
+
+    def internal(self, address: str | None) -> bool:
+        return is_internal(address, self._person_addresses(), self.config.internal_domains)
+
+    def _sent(self, facts: MailFacts) -> tuple[Sent, str | None]:
+        """What a message may cause, and why its /assign was refused (if it was)."""
+        sender = self.sender_of(facts)
+        if facts.command is None:
+            return Sent(trusted=sender.trusted), None
+        target = assign_target(
+            facts.command,
+            sender,
+            people=self.directory.people.keys(),
+            person_of_address=self._person_addresses(),
+            mailbox_addresses={self.config.address, self.config.sender},
+        )
+        if target.person is None:
+            return Sent(trusted=sender.trusted), target.refused
+        handle = self.handle_of(target.person)
+        return Sent(command=handle, actor=facts.sender, trusted=sender.trusted), None
 
     # -- reading ------------------------------------------------------------------------
 
     def _load(self, cursor: Cursor | None) -> MailState:
         try:
-            return MailState.load(cursor, self.words)
+            return MailState.load(cursor, self.words, self.store)
         except ValueError as exc:
             log.warning("reading every folder again", source=self.name, reason=str(exc))
-            return MailState(words=self.words)
+            return MailState(words=self.words, store=self.store)
 
     def pull(self, cursor: Cursor | None) -> Iterator[Page]:
         state = self._load(cursor)
         self._state = state
         for folder in self.config.imap.folders:
-            yield from self._pull_folder(state, folder)
+            for page in self._pull_folder(state, folder):
+                yield page
+                if self._own_store is not None:
+                    self._own_store.apply(page.state)
             self.imap.release()
 
     def _pull_folder(self, state: MailState, folder: str) -> Iterator[Page]:
@@ -285,7 +362,6 @@ class EmailAdapter(Adapter[EmailConfig]):
         if known is None or known.uidvalidity != info.uidvalidity:
             new = self.imap.search(["ALL"])  # first read, or the folder was rebuilt
             state.folders[folder] = FolderState(info.uidvalidity, 1, None, 0)
-            state.reindex()
             done = 0
         else:
             new = self._read_changes(state, folder, known, info)
@@ -352,11 +428,15 @@ class EmailAdapter(Adapter[EmailConfig]):
     ) -> tuple[list[Quarantined], list[MailFacts]]:
         quarantined: list[Quarantined] = []
         added: list[MailFacts] = []
+        read: list[tuple[Fetched, MailFacts]] = []
         for item in fetched:
             facts = self._read(item)
             if isinstance(facts, Quarantined):
                 quarantined.append(facts)
-                continue
+            else:
+                read.append((item, facts))
+        state.prepare(facts for _, facts in read)
+        for item, facts in read:
             if facts.notes:
                 log.info(
                     "mail read with fallbacks",
@@ -365,21 +445,32 @@ class EmailAdapter(Adapter[EmailConfig]):
                     folder=facts.folder,
                     notes=list(facts.notes),
                 )
-            state.add_message(facts, item.uidvalidity, self._command_of(facts))
+            sent, refused = self._sent(facts)
+            try:
+                state.add_message(facts, item.uidvalidity, sent)
+            except Refused as exc:
+                quarantined.append(self._quarantined(item, str(exc)))
+                continue
+            if refused is not None and not facts.own:
+                # The mail is still part of its thread; only the command is not obeyed.
+                quarantined.append(self._quarantined(item, refused))
             added.append(facts)
         return quarantined, added
 
-    def _read(self, item: Fetched) -> MailFacts | Quarantined:
+    def _quarantined(self, item: Fetched, reason: str) -> Quarantined:
         ref = f"{item.folder}/{item.uidvalidity}/{item.uid}"
+        excerpt = redact(item.header[:1000].decode("utf-8", "replace"))
+        log.warning("mail quarantined", source=self.name, ref=ref, reason=reason)
+        return Quarantined(self.name, ref, reason, excerpt)
+
+    def _read(self, item: Fetched) -> MailFacts | Quarantined:
         try:
             return read_message(item)
         except Refused as exc:
             reason = str(exc)
         except Exception as exc:  # hostile input must never stop the cycle
             reason = f"unreadable message ({type(exc).__name__})"
-        excerpt = redact(item.header[:1000].decode("utf-8", "replace"))
-        log.warning("mail quarantined", source=self.name, ref=ref, reason=reason)
-        return Quarantined(self.name, ref, reason, excerpt)
+        return self._quarantined(item, reason)
 
     def _rebuild(self, state: MailState, roots: list[str]) -> list[Quarantined]:
         """Read every message of these threads from every folder: for threads the cursor
@@ -425,7 +516,7 @@ class EmailAdapter(Adapter[EmailConfig]):
     def _page(self, state: MailState, quarantined: list[Quarantined]) -> Page:
         changed = state.settle(self.now())
         observations = [self.observe(state.threads[root]) for root in changed]
-        return Page(observations, quarantined, cursor=state.dump())
+        return Page(observations, quarantined, cursor=state.dump(), state=state.changes())
 
     def _mirror_commands(self, state: MailState, roots: list[str]) -> None:
         """Tag threads whose owner an /assign line set with that owner's keyword (and
@@ -452,6 +543,20 @@ class EmailAdapter(Adapter[EmailConfig]):
     def observe(self, thread: Thread) -> Observation:
         owner = thread.owner.value if thread.owner else None
         state = thread.state.value if thread.state else None
+        command = thread.owner if thread.owner and thread.owner.via == "command" else None
+        activity: tuple[Activity, ...] = ()
+        if command is not None and command.actor is not None:
+            # The command itself is obeyed here (owners); this records who gave it, in
+            # which mail. No text: nothing downstream should read it as a command again.
+            activity = (
+                Activity(
+                    actor=command.actor,
+                    at=parse_time(command.at),
+                    kind="assign",
+                    id=command.evidence,
+                    trusted=True,
+                ),
+            )
         return Observation(
             source=self.name,
             ref=thread.root,
@@ -464,18 +569,27 @@ class EmailAdapter(Adapter[EmailConfig]):
             requester=thread.requester,
             keys=(f"{KIND}:{thread.root}",),
             mentions=tuple(thread.mentions),
+            # Threading makes a thread one item; beyond it, only syncd's own [REQ-42] tag on
+            # the thread's first mail, and what authenticated internal senders declared.
+            declared=tuple(
+                dict.fromkeys([*([thread.tag] if thread.tag else []), *thread.declared])
+            ),
+            author_trusted=thread.trusted,
+            owner_actor=command.actor if command else None,
+            activity=activity,
         )
 
     # -- writing ------------------------------------------------------------------------
 
     def _thread(self, ref: str) -> tuple[MailState, Thread]:
-        state = self._state or MailState(words=self.words)
+        state = self._state or MailState(words=self.words, store=self.store)
         self._state = state
-        if ref not in state.threads:
+        if not state.knows(ref):
+            # Never seen (a write before the first poll): found on the server by Message-ID.
             state.begin_cycle()
             self._rebuild(state, [ref])
             state.settle(self.now())
-        thread = state.threads.get(ref)
+        thread = state.thread(ref)
         if thread is None:
             raise FatalError(
                 self.name, f"no thread {ref} in the folders {self.config.imap.folders}"

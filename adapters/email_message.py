@@ -48,6 +48,8 @@ OTHER_FIELDS = (
     "CONTENT-TRANSFER-ENCODING",
     "AUTO-SUBMITTED",
     "X-SYNCD-REQUEST",
+    # In message order, topmost first: the receiving MTA prepends its own (see email_trust).
+    "AUTHENTICATION-RESULTS",
 )
 # syncd's own mail carries this header (see adapters/email_reply.py).
 OWN_MAIL_HEADER = "X-Syncd-Request"
@@ -70,6 +72,8 @@ _MAX_TITLE = 300
 _MAX_REFERENCES = 40  # the first (the root) and the last ones are kept
 _MAX_PARTS = 50  # MIME parts looked at for a text part
 _MAX_TEXT = 64 * 1024  # characters of body text scanned for commands and cross-references
+# syncd's own tag, which it puts in the subject of its replies: "Re: [REQ-42] Printer".
+_REQUEST_TAG = re.compile(r"\[REQ-([0-9]{1,12})\]", re.IGNORECASE)
 NO_SUBJECT = "(no subject)"
 
 
@@ -118,6 +122,10 @@ class MailFacts:
     mentions: tuple[str, ...] = ()
     command: str | None = None  # the argument of an /assign line, lower-cased
     notes: tuple[str, ...] = ()  # fallbacks taken while reading it
+    date: str | None = None  # the Date header as written: with the sender, what makes a
+    # Message-ID's owner (a reused Message-ID with another sender or date is another message)
+    authentication_results: tuple[str, ...] = ()  # header values, topmost first
+    tag: str | None = None  # "req:42" from syncd's own "[REQ-42]" subject tag
 
     @property
     def title(self) -> str:
@@ -125,6 +133,14 @@ class MailFacts:
 
 
 # -- small decisions -----------------------------------------------------------------
+
+
+def request_tag(subject: str) -> str | None:
+    """The request named by syncd's own `[REQ-42]` tag in a subject, as the key "req:42"."""
+    m = _REQUEST_TAG.search(subject)
+    if m is None or not int(m.group(1)):
+        return None
+    return f"req:{int(m.group(1))}"
 
 
 def strip_reply_prefixes(subject: str) -> str:
@@ -429,4 +445,9 @@ def read_message(fetched: Fetched) -> MailFacts:
         mentions=extract_keys(subject_line, text),
         command=find_command(text),
         notes=tuple(notes),
+        date=single_line(str(header.get("Date", "")))[:200] or None,
+        authentication_results=tuple(
+            single_line(str(v)) for v in (header.get_all("Authentication-Results") or [])[:50]
+        ),
+        tag=request_tag(subject_line),
     )

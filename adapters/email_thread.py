@@ -9,14 +9,23 @@ thread's ref never changes once reported, since a new ref would be a new request
 one order that splits a thread: a reply that names only its parent, arriving in an earlier
 cycle than that parent, when the parent is itself a reply.)
 
-Why a cursor with thread state, rather than re-reading every thread from the server each
-cycle: a keyword set on one message changes the owner of the whole thread, and the
-observation must describe the whole thread (its title, requester, every cross-reference),
-so without memory each small change would mean fetching every message of the thread again,
-bodies included. The cursor keeps, per thread, the few facts the observation needs and, per
-message, only its folder, UID, Message-ID and the syncd keywords it carries: about a hundred
-bytes per message. It is bounded (MAX_THREADS, MAX_MESSAGES); a thread that fell out of it
-and comes back to life is rebuilt from the server by the adapter (a header search).
+Where the threads are kept: a keyword set on one message changes the owner of the whole
+thread, and the observation must describe the whole thread (its title, requester, every
+cross-reference), so syncd remembers, per thread, the few facts the observation needs and,
+per message, its folder, UID, Message-ID and syncd keywords: about a hundred bytes per
+message. That memory is not bounded and not in the cursor. It lives in the adapter's keyed
+state (adapters.base.StateStore, the ledger's `adapter_state` table), read entry by entry
+when a message needs it, and written only with the page that changed it, in the same
+transaction as the cursor. So a keyword set on a thread from years and 20,000 mails ago is
+seen, and a write-back finds it, as surely as yesterday's. The entries:
+
+    t:<root Message-ID>              the thread (Thread.dump)
+    m:<Message-ID>                   {"root", "from", "date"}: the thread a message belongs
+                                     to, and what makes that Message-ID its own
+    u:<folder> TAB <uidvalidity> TAB <uid>   the root of the thread that message is in
+
+The cursor itself keeps only each folder's (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, count) and
+the event counter: a quiet cycle compares those with one STATUS per folder and reads nothing.
 
 Owner and state: "the latest wins". Each owner or state keyword present on any message of
 the thread, and each `/assign` command, is an event with a sequence number in the order
@@ -28,18 +37,22 @@ nobody. State works the same way with state keywords, defaulting to "open".
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from syncd.adapters.email_message import MailFacts, is_synthetic
+from syncd.adapters.base import MemoryStore, StateStore
+from syncd.adapters.email_message import MailFacts, Refused, is_synthetic
 
-CURSOR_VERSION = 1
-MAX_THREADS = 5000
-MAX_MESSAGES = 200  # per thread; the oldest messages without keywords are forgotten first
-MAX_MENTIONS = 50
+CURSOR_VERSION = 2
+MAX_MENTIONS = 50  # keys an observation carries; more are rarely real and never needed
+REUSED_ID = (
+    "reuses the Message-ID of an earlier message with a different sender or date: "
+    "another message, kept apart (never threaded, never a reply target)"
+)
 
 
 def iso(dt: datetime) -> str:
@@ -104,9 +117,14 @@ class Signal:
     seq: int
     at: str  # ISO time syncd takes the change to have happened
     via: str  # "keyword" | "command" | "fallback"
+    actor: str | None = None  # who gave the command: the sender's address
+    evidence: str | None = None  # the Message-ID of the mail with the command
 
     def dump(self) -> dict[str, Any]:
-        return {"value": self.value, "seq": self.seq, "at": self.at, "via": self.via}
+        out: dict[str, Any] = {"value": self.value, "seq": self.seq, "at": self.at, "via": self.via}
+        if self.actor is not None:
+            out["actor"], out["evidence"] = self.actor, self.evidence
+        return out
 
     @classmethod
     def load(cls, data: dict[str, Any] | None) -> Signal | None:
@@ -118,6 +136,8 @@ class Signal:
             int(data["seq"]),
             str(data["at"]),
             str(data["via"]),
+            data.get("actor"),
+            data.get("evidence"),
         )
 
 
@@ -136,6 +156,10 @@ class Thread:
     tags: dict[str, int] = field(default_factory=dict)  # keyword present -> seq first seen
     owner: Signal | None = None
     state: Signal | None = None
+    # The thread's author (its root's sender) is an authenticated internal sender.
+    trusted: bool = False
+    tag: str | None = None  # "req:42": the root's subject carries syncd's [REQ-42] tag
+    declared: list[str] = field(default_factory=list)  # keys trusted messages declared
 
     def fingerprint(self) -> tuple[Any, ...]:
         """What an observation of this thread shows, and how many messages it has (a new
@@ -147,6 +171,9 @@ class Thread:
             self.requester,
             self.updated_at,
             tuple(self.mentions),
+            self.trusted,
+            self.tag,
+            tuple(self.declared),
             self.owner.value if self.owner else None,
             self.owner.at if self.owner else None,
             self.state.value if self.state else None,
@@ -169,6 +196,9 @@ class Thread:
             "tags": self.tags,
             "owner": self.owner.dump() if self.owner else None,
             "state": self.state.dump() if self.state else None,
+            "trusted": self.trusted,
+            "tag": self.tag,
+            "declared": self.declared,
         }
 
     @classmethod
@@ -187,6 +217,9 @@ class Thread:
             tags={str(k): int(v) for k, v in d["tags"].items()},
             owner=Signal.load(d.get("owner")),
             state=Signal.load(d.get("state")),
+            trusted=bool(d.get("trusted", False)),
+            tag=d.get("tag"),
+            declared=[str(k) for k in d.get("declared", [])],
         )
 
 
@@ -218,64 +251,132 @@ class Event:
     at: datetime
     via: str
     keyword: str | None = None  # the keyword it came from, if any
+    actor: str | None = None  # who gave the command
+    evidence: str | None = None  # the Message-ID that carried it
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a message may cause, decided by the adapter from its sender (email_trust)."""
+
+    command: str | None = None  # the person an /assign line hands the thread to
+    actor: str | None = None  # who sent that command
+    trusted: bool = False  # the sender is an authenticated internal sender
+    declared: tuple[str, ...] = ()  # keys the message declares (used only when trusted)
+
+
+def _uid_key(folder: str, uidvalidity: int, uid: int) -> str:
+    # A tab cannot be in a folder name (config folders are single lines without one).
+    return f"u:{folder}\t{uidvalidity}\t{uid}"
 
 
 @dataclass
 class MailState:
-    """Everything the email adapter remembers between cycles: the cursor."""
+    """Everything the email adapter remembers: the cursor (folders and the event counter)
+    and, through `store`, every thread and message it has seen (see the module docstring).
+
+    `threads` holds the threads loaded or changed in this run; `thread(root)` loads one
+    from the store. `changes()` hands over what changed since it was last called, for the
+    next page."""
 
     folders: dict[str, FolderState] = field(default_factory=dict)
-    threads: dict[str, Thread] = field(default_factory=dict)
     seq: int = 0
     words: Keywords = field(default_factory=Keywords)  # configuration, never stored
-    # Per-cycle bookkeeping, never stored.
+    store: StateStore = field(default_factory=MemoryStore)
+    threads: dict[str, Thread] = field(default_factory=dict)
+    # Store entries read or written in this run (None: known absent or deleted), and those
+    # written but not yet handed over with a page.
+    _cache: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
+    _pending: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
+    _dirty: set[str] = field(default_factory=set, init=False, repr=False)
+    # Per-cycle bookkeeping.
     _events: dict[str, list[Event]] = field(default_factory=dict, init=False, repr=False)
     _before: dict[str, tuple[Any, ...] | None] = field(default_factory=dict, init=False, repr=False)
-    _by_id: dict[str, str] = field(default_factory=dict, init=False, repr=False)
-    _by_uid: dict[tuple[str, int], str] = field(default_factory=dict, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.reindex()
-
-    # -- the cursor -------------------------------------------------------------------
+    # -- the cursor and the store ---------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
         return {
             "v": CURSOR_VERSION,
             "seq": self.seq,
             "folders": {name: f.dump() for name, f in self.folders.items()},
-            "threads": {root: t.dump() for root, t in self.threads.items()},
         }
 
     @classmethod
-    def load(cls, cursor: dict[str, Any] | None, words: Keywords) -> MailState:
+    def load(cls, cursor: dict[str, Any] | None, words: Keywords, store: StateStore) -> MailState:
         """The state a cursor holds. An unreadable cursor raises ValueError; the caller
         starts from scratch, which reads the folders again without duplicating anything."""
         if not cursor:
-            return cls(words=words)
+            return cls(words=words, store=store)
         try:
             if cursor.get("v") != CURSOR_VERSION:
                 raise ValueError(f"cursor version {cursor.get('v')!r}")
             return cls(
                 folders={str(k): FolderState.load(v) for k, v in cursor["folders"].items()},
-                threads={str(r): Thread.load(str(r), t) for r, t in cursor["threads"].items()},
                 seq=int(cursor["seq"]),
                 words=words,
+                store=store,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"unreadable email cursor ({type(exc).__name__}: {exc})") from None
 
-    def reindex(self) -> None:
-        self._by_id = {}
-        self._by_uid = {}
-        for root, thread in self.threads.items():
-            self._by_id[root] = root
-            for m in thread.messages:
-                self._by_id[m.message_id] = root
-                # Entries from a folder's previous UIDVALIDITY wait for the sweep; their
-                # UIDs mean nothing any more.
-                if self._current(m):
-                    self._by_uid[(m.folder, m.uid)] = root
+    def changes(self) -> dict[str, str | None]:
+        """Store entries changed since the last call: what the next page must carry."""
+        for root in self._dirty:
+            thread = self.threads.get(root)
+            self._put(f"t:{root}", json.dumps(thread.dump()) if thread else None)
+        self._dirty = set()
+        out, self._pending = self._pending, {}
+        return out
+
+    def _get(self, key: str) -> str | None:
+        if key not in self._cache:
+            self._cache[key] = self.store.get([key]).get(key)
+        return self._cache[key]
+
+    def _prefetch(self, keys: Iterable[str]) -> None:
+        missing = [k for k in dict.fromkeys(keys) if k not in self._cache]
+        if missing:
+            got = self.store.get(missing)
+            for key in missing:
+                self._cache[key] = got.get(key)
+
+    def _put(self, key: str, value: str | None) -> None:
+        self._cache[key] = value
+        self._pending[key] = value
+
+    def _scan(self, prefix: str) -> dict[str, str]:
+        found = dict(self.store.scan(prefix))
+        for key, value in self._cache.items():
+            if key.startswith(prefix):
+                if value is None:
+                    found.pop(key, None)
+                else:
+                    found[key] = value
+        return found
+
+    def thread(self, root: str) -> Thread | None:
+        thread = self.threads.get(root)
+        if thread is None and root not in self._dirty:
+            text = self._get(f"t:{root}")
+            if text is not None:
+                thread = Thread.load(root, json.loads(text))
+                self.threads[root] = thread
+        return thread
+
+    def _message(self, message_id: str) -> dict[str, Any] | None:
+        text = self._get(f"m:{message_id}")
+        return json.loads(text) if text else None
+
+    def _uid_root(self, folder: str, uid: int) -> str | None:
+        uidvalidity = self._uidvalidity(folder)
+        if uidvalidity is None:
+            return None
+        return self._get(_uid_key(folder, uidvalidity, uid))
+
+    def _uidvalidity(self, folder: str) -> int | None:
+        known = self.folders.get(folder)
+        return known.uidvalidity if known else None
 
     # -- reading the cycle's changes ----------------------------------------------------
 
@@ -289,29 +390,47 @@ class MailState:
 
     def touch(self, root: str) -> None:
         if root not in self._before:
-            thread = self.threads.get(root)
+            thread = self.thread(root)
             self._before[root] = thread.fingerprint() if thread else None
+        self._dirty.add(root)
+
+    def prepare(self, batch: Iterable[MailFacts]) -> None:
+        """Read the store entries a batch of messages will look up, in one query."""
+        keys: list[str] = []
+        for facts in batch:
+            keys += [f"m:{i}" for i in (facts.message_id, *facts.references)]
+            uidvalidity = self._uidvalidity(facts.folder)
+            if uidvalidity is not None:
+                keys.append(_uid_key(facts.folder, uidvalidity, facts.uid))
+        self._prefetch(keys)
 
     def root_of(self, facts: MailFacts) -> str:
         """The thread a message belongs to (see the module docstring). A root some earlier
         message already resolved wins, so a client that broke the chain cannot split a
         thread that is already known."""
         for candidate in (facts.message_id, *facts.references):
-            known = self._by_id.get(candidate)
+            known = self._message(candidate)
             if known is not None:
-                return known
+                return str(known["root"])
         return facts.references[0] if facts.references else facts.message_id
 
     def knows(self, root: str) -> bool:
-        return root in self.threads
+        return self.thread(root) is not None
 
     def tracked_uids(self, folder: str) -> list[int]:
-        return sorted(uid for (f, uid) in self._by_uid if f == folder)
+        uidvalidity = self._uidvalidity(folder)
+        if uidvalidity is None:
+            return []
+        prefix = _uid_key(folder, uidvalidity, 0)[:-1]
+        return sorted(int(key[len(prefix) :]) for key in self._scan(prefix))
 
-    def add_message(self, facts: MailFacts, uidvalidity: int, command: str | None) -> str | None:
-        """Put one fetched message into its thread. `command` is its /assign argument when
-        its sender may give commands. Returns the thread's root, or None for syncd's own
-        mail, which never starts or changes a thread."""
+    def add_message(
+        self, facts: MailFacts, uidvalidity: int, sent: Sent | None = None
+    ) -> str | None:
+        """Put one fetched message into its thread. `sent` is what its sender may cause.
+        Returns the thread's root, or None for syncd's own mail, which never starts or
+        changes a thread. Raises Refused for a message that reuses another's Message-ID."""
+        sent = sent or Sent()
         if facts.own:
             return None
         if self._tracks(facts.folder, uidvalidity, facts.uid):
@@ -319,9 +438,12 @@ class MailState:
             return self.set_keywords(
                 facts.folder, facts.uid, facts.keywords, facts.modseq, facts.received_at
             )
+        known = self._message(facts.message_id)
+        if known is not None and not _same_message(known, facts):
+            raise Refused(REUSED_ID)
         root = self.root_of(facts)
         self.touch(root)
-        thread = self.threads.get(root)
+        thread = self.thread(root)
         received = iso(facts.received_at)
         if thread is None:
             thread = Thread(
@@ -331,13 +453,24 @@ class MailState:
                 first_at=received,
                 root_seen=facts.message_id == root,
                 updated_at=received,
+                trusted=sent.trusted,
+                tag=facts.tag,
             )
             self.threads[root] = thread
         self._place(thread, facts, uidvalidity)
-        self._describe(thread, facts, received)
-        if command is not None:
+        self._describe(thread, facts, received, sent)
+        if sent.command is not None:
             order = (facts.modseq, facts.uid)
-            self._event(root, Event(order, "owner", command, facts.received_at, "command"))
+            event = Event(
+                order,
+                "owner",
+                sent.command,
+                facts.received_at,
+                "command",
+                actor=sent.actor,
+                evidence=facts.message_id,
+            )
+            self._event(root, event)
         return root
 
     def _current(self, m: Tracked) -> bool:
@@ -345,18 +478,12 @@ class MailState:
         return folder is None or folder.uidvalidity == m.uidvalidity
 
     def _tracks(self, folder: str, uidvalidity: int, uid: int) -> bool:
-        root = self._by_uid.get((folder, uid))
-        if root is None:
-            return False
-        return any(
-            m.folder == folder and m.uid == uid and m.uidvalidity == uidvalidity
-            for m in self.threads[root].messages
-        )
+        return self._get(_uid_key(folder, uidvalidity, uid)) is not None
 
     def incomplete(self) -> list[str]:
         """Threads this cycle created from a reply alone: their root and earlier messages
-        may be elsewhere in the mailbox (or the thread fell out of the cursor), and an
-        observation of a part of a thread could wrongly clear its owner."""
+        may be elsewhere in the mailbox, and an observation of a part of a thread could
+        wrongly clear its owner."""
         return [
             root
             for root, before in self._before.items()
@@ -368,17 +495,25 @@ class MailState:
         entry = Tracked(facts.folder, uidvalidity, facts.uid, facts.message_id, relevant)
         # The same message read again after its folder got a new UIDVALIDITY replaces its
         # old entry; its keywords were there all along, so they raise no event.
+        for old in [m for m in thread.messages if _replaced_by(m, entry)]:
+            self._put(_uid_key(old.folder, old.uidvalidity, old.uid), None)
         thread.messages = [m for m in thread.messages if not _replaced_by(m, entry)]
         thread.messages.append(entry)
-        self._by_id[facts.message_id] = thread.root
-        self._by_uid[(facts.folder, facts.uid)] = thread.root
+        self._put(
+            f"m:{facts.message_id}",
+            json.dumps({"root": thread.root, "from": facts.sender or "", "date": facts.date or ""}),
+        )
+        if self._message(thread.root) is None:
+            # The root's own entry, until the root itself arrives: its sender is not known.
+            self._put(f"m:{thread.root}", json.dumps({"root": thread.root, "from": None}))
+        self._put(_uid_key(facts.folder, uidvalidity, facts.uid), thread.root)
         for keyword in entry.keywords:
             if keyword not in thread.tags:
                 self._keyword_event(
                     thread.root, keyword, (facts.modseq, facts.uid), facts.received_at
                 )
 
-    def _describe(self, thread: Thread, facts: MailFacts, received: str) -> None:
+    def _describe(self, thread: Thread, facts: MailFacts, received: str, sent: Sent) -> None:
         # The root's subject and sender describe the thread; until the root is seen, the
         # earliest message stands in for it.
         is_root = facts.message_id == thread.root
@@ -386,6 +521,7 @@ class MailState:
             not thread.root_seen and received < thread.first_at
         ):
             thread.title, thread.requester = facts.title, facts.sender
+            thread.trusted, thread.tag = sent.trusted, facts.tag
             thread.root_seen = is_root
         thread.first_at = min(thread.first_at, received)
         thread.updated_at = max(thread.updated_at, received)
@@ -394,6 +530,10 @@ class MailState:
         for key in facts.mentions:
             if key not in thread.mentions and len(thread.mentions) < MAX_MENTIONS:
                 thread.mentions.append(key)
+        if sent.trusted:
+            for key in (*sent.declared, *([facts.tag] if facts.tag else [])):
+                if key not in thread.declared and len(thread.declared) < MAX_MENTIONS:
+                    thread.declared.append(key)
 
     def set_keywords(
         self,
@@ -405,10 +545,10 @@ class MailState:
     ) -> str | None:
         """A known message's keywords as the server shows them now. Returns its thread's
         root when the syncd keywords changed, None otherwise (or when it is not tracked)."""
-        root = self._by_uid.get((folder, uid))
-        if root is None:
+        root = self._uid_root(folder, uid)
+        thread = self.thread(root) if root is not None else None
+        if root is None or thread is None:
             return None
-        thread = self.threads[root]
         relevant = self.words.relevant(keywords)
         for m in thread.messages:
             if self._current(m) and m.folder == folder and m.uid == uid and m.keywords != relevant:
@@ -435,16 +575,24 @@ class MailState:
 
     def forget_uids(self, folder: str, uids: Iterable[int]) -> set[str]:
         """Messages that are gone from a folder (expunged). Returns the threads touched."""
-        gone = {(folder, u) for u in uids}
         touched: set[str] = set()
-        for key in gone:
-            root = self._by_uid.pop(key, None)
+        uidvalidity = self._uidvalidity(folder)
+        if uidvalidity is None:
+            return touched
+        for uid in uids:
+            key = _uid_key(folder, uidvalidity, uid)
+            root = self._get(key)
             if root is None:
                 continue
+            self._put(key, None)
+            thread = self.thread(root)
+            if thread is None:
+                continue
             self.touch(root)
-            thread = self.threads[root]
             thread.messages = [
-                m for m in thread.messages if not (self._current(m) and (m.folder, m.uid) == key)
+                m
+                for m in thread.messages
+                if not (self._current(m) and (m.folder, m.uid) == (folder, uid))
             ]
             touched.add(root)
         return touched
@@ -453,7 +601,13 @@ class MailState:
         """After a full read of a folder: entries from its previous UIDVALIDITY that were not
         read again are messages that no longer exist."""
         touched: set[str] = set()
-        for root, thread in self.threads.items():
+        for key, root in self._scan(f"u:{folder}\t").items():
+            if int(key.split("\t")[1]) == uidvalidity:
+                continue
+            self._put(key, None)
+            thread = self.thread(root)
+            if thread is None:
+                continue
             kept = [
                 m for m in thread.messages if m.folder != folder or m.uidvalidity == uidvalidity
             ]
@@ -461,7 +615,6 @@ class MailState:
                 self.touch(root)
                 thread.messages = kept
                 touched.add(root)
-        self.reindex()
         return touched
 
     # -- deciding owner and state -----------------------------------------------------------
@@ -479,19 +632,23 @@ class MailState:
                 del self.threads[root]
                 continue
             self._decide(thread, sorted(self._events.get(root, []), key=lambda e: e.order), now)
-            bound_messages(thread)
             if self._before[root] != thread.fingerprint():
                 changed.append(root)
         self._events, self._before = {}, {}
-        self._evict()
-        self.reindex()
         return changed
 
     def _decide(self, thread: Thread, events: list[Event], now: datetime) -> None:
         latest: dict[str, Signal] = {}
         for event in events:
             self.seq += 1
-            latest[event.kind] = Signal(event.value, self.seq, iso(min(event.at, now)), event.via)
+            latest[event.kind] = Signal(
+                event.value,
+                self.seq,
+                iso(min(event.at, now)),
+                event.via,
+                event.actor,
+                event.evidence,
+            )
             if event.keyword is not None:
                 thread.tags[event.keyword] = self.seq
         present = thread.present()
@@ -532,12 +689,13 @@ class MailState:
         _, keyword = max(candidates)
         return Signal(keyword[len(prefix) :], self.seq, iso(now), "keyword")
 
-    def _evict(self) -> None:
-        if len(self.threads) <= MAX_THREADS:
-            return
-        by_age = sorted(self.threads.values(), key=lambda t: t.updated_at)
-        for thread in by_age[: len(self.threads) - MAX_THREADS]:
-            del self.threads[thread.root]
+
+def _same_message(known: dict[str, Any], facts: MailFacts) -> bool:
+    """Whether a message carrying a known Message-ID is the message first seen with it (the
+    same mail again: in another folder, or its folder rebuilt), by its sender and Date."""
+    if known.get("from") is None:
+        return True  # the id was only named by replies so far: this is the root arriving
+    return (known["from"], known.get("date")) == (facts.sender or "", facts.date or "")
 
 
 def _replaced_by(old: Tracked, new: Tracked) -> bool:
@@ -548,24 +706,6 @@ def _replaced_by(old: Tracked, new: Tracked) -> bool:
     if old.uidvalidity == new.uidvalidity:
         return old.uid == new.uid
     return old.message_id == new.message_id
-
-
-def bound_messages(thread: Thread) -> None:
-    """Keep at most MAX_MESSAGES entries: forget the oldest ones whose keywords another
-    entry also carries, so forgetting never changes what keywords the thread has."""
-    excess = len(thread.messages) - MAX_MESSAGES
-    if excess <= 0:
-        return
-    keep: list[Tracked] = []
-    for i, m in enumerate(thread.messages):
-        others = {k for o in thread.messages[i + 1 :] for k in o.keywords} | {
-            k for o in keep for k in o.keywords
-        }
-        if excess > 0 and set(m.keywords) <= others:
-            excess -= 1
-            continue
-        keep.append(m)
-    thread.messages = keep
 
 
 def mid_url(message_id: str) -> str:

@@ -10,7 +10,7 @@ from email.policy import default
 import pytest
 from structlog.testing import capture_logs
 
-from syncd.adapters import email_thread
+from syncd.adapters.base import MemoryStore
 from syncd.adapters.email import EmailAdapter, EmailConfig
 from syncd.adapters.email_message import (
     MailFacts,
@@ -20,7 +20,7 @@ from syncd.adapters.email_message import (
     valid_address,
 )
 from syncd.adapters.email_reply import ReplyTarget, UnsafeReply, compose_reply, thread_headers
-from syncd.adapters.email_thread import Keywords, MailState, Tracked, bound_messages
+from syncd.adapters.email_thread import REUSED_ID, FolderState, Keywords, MailState, Sent
 from syncd.config import parse_config
 from syncd.errors import ConfigError
 from syncd.models import Handoff
@@ -130,11 +130,18 @@ REPLY = facts("r2", ("r1",), uid=2, subject="Re: Printer", sender="alice@example
 LATE = facts("r3", ("r2",), uid=3, subject="Fwd: Printer", sender="bob@example.com", minutes=9)
 
 
-def state_of(*messages: MailFacts, commands: dict[str, str] | None = None) -> MailState:
+def fresh() -> MailState:
     state = MailState()
+    state.folders["INBOX"] = FolderState(7, 1, None, 0)
+    return state
+
+
+def state_of(*messages: MailFacts, commands: dict[str, str] | None = None) -> MailState:
+    state = fresh()
     state.begin_cycle()
     for m in messages:
-        state.add_message(m, 7, (commands or {}).get(m.message_id))
+        command = (commands or {}).get(m.message_id)
+        state.add_message(m, 7, Sent(command=command, actor=m.sender) if command else None)
     state.settle(NOW)
     return state
 
@@ -144,7 +151,7 @@ def state_of(*messages: MailFacts, commands: dict[str, str] | None = None) -> Ma
 )
 def test_threading_does_not_depend_on_arrival_order(order: tuple[MailFacts, ...]) -> None:
     # Delivered one cycle at a time, in any order, the three are one thread named r1.
-    state = MailState()
+    state = fresh()
     for m in order:
         state.begin_cycle()
         state.add_message(m, 7, None)
@@ -207,39 +214,65 @@ def test_keywords_that_do_not_change_are_no_event() -> None:
     assert state.settle(NOW) == []
 
 
-def test_the_cursor_round_trips_and_a_broken_one_is_refused() -> None:
-    state = state_of(replace(ROOT, keywords=("owner-alice", "state-done")), REPLY)
-    state.folders["INBOX"] = email_thread.FolderState(7, 3, 12, 2)
-    again = MailState.load(state.dump(), Keywords())
+def test_the_cursor_and_the_store_round_trip_and_a_broken_cursor_is_refused() -> None:
+    store = MemoryStore()
+    state = fresh()
+    state.store = store
+    state.begin_cycle()
+    for m in (replace(ROOT, keywords=("owner-alice", "state-done")), REPLY):
+        state.add_message(m, 7)
+    state.settle(NOW)
+    state.folders["INBOX"] = FolderState(7, 3, 12, 2)
+    store.apply(state.changes())
+    again = MailState.load(state.dump(), Keywords(), store)
     assert again.dump() == state.dump()
+    loaded = again.thread("r1")
+    assert loaded is not None
+    assert loaded.dump() == state.threads["r1"].dump()
+    assert again.tracked_uids("INBOX") == [1, 2]
+    assert again.changes() == {}  # reading changes nothing
     for broken in (
         {"v": 99},
-        {"v": 1, "seq": "x"},
-        {"v": 1, "seq": 1, "folders": [], "threads": {}},
+        {"v": 2, "seq": "x"},
+        {"v": 2, "seq": 1, "folders": []},
+        {"v": 1, "seq": 1, "folders": {}, "threads": {}},  # the old capped cursor
     ):
         with pytest.raises(ValueError, match="unreadable email cursor"):
-            MailState.load(broken, Keywords())
+            MailState.load(broken, Keywords(), store)
 
 
-def test_threads_beyond_the_cap_are_forgotten_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(email_thread, "MAX_THREADS", 3)
-    state = state_of(*(facts(f"t{i}", uid=i + 1, minutes=i) for i in range(5)))
-    assert sorted(state.threads) == ["t2", "t3", "t4"]
+def test_no_thread_is_forgotten_however_many_there_are() -> None:
+    store = MemoryStore()
+    state = fresh()
+    state.store = store
+    for i in range(6000):
+        state.begin_cycle()
+        state.add_message(facts(f"t{i}", uid=i + 1, minutes=i), 7)
+        state.settle(NOW)
+        store.apply(state.changes())
+    later = MailState.load(state.dump(), Keywords(), store)
+    later.begin_cycle()
+    assert later.set_keywords("INBOX", 1, ["owner-alice"], 9000, NOW) == "t0"
+    assert later.settle(NOW) == ["t0"]
+    assert later.threads["t0"].owner is not None
+    assert later.threads["t0"].owner.value == "alice"
 
 
-def test_bounding_a_thread_never_drops_its_only_keyword(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(email_thread, "MAX_MESSAGES", 3)
-    thread = state_of(ROOT).threads["r1"]
-    thread.messages = [
-        Tracked("INBOX", 7, 1, "a", ("owner-alice",)),
-        Tracked("INBOX", 7, 2, "b", ()),
-        Tracked("INBOX", 7, 3, "c", ("owner-bob",)),
-        Tracked("INBOX", 7, 4, "d", ("owner-bob",)),
-        Tracked("INBOX", 7, 5, "e", ()),
-    ]
-    bound_messages(thread)
-    assert [m.message_id for m in thread.messages] == ["a", "d", "e"]
-    assert thread.present() == {"owner-alice", "owner-bob"}
+def test_a_reused_message_id_with_another_sender_or_date_is_refused() -> None:
+    state = state_of(ROOT, REPLY)
+    forged_sender = replace(ROOT, uid=9, sender="mallory@evil.example")
+    forged_date = replace(ROOT, uid=10, date="Tue, 03 Mar 2026 09:00:00 +0000")
+    for forged in (forged_sender, forged_date):
+        state.begin_cycle()
+        with pytest.raises(Exception, match="reuses the Message-ID") as caught:
+            state.add_message(forged, 7)
+        assert str(caught.value) == REUSED_ID
+        assert state.settle(NOW) == []
+    # The same message again (copied to another folder) is the same message.
+    state.folders["Archive"] = FolderState(3, 1, None, 0)
+    state.begin_cycle()
+    assert state.add_message(replace(ROOT, folder="Archive", uid=1), 3) == "r1"
+    assert state.threads["r1"].last_id == "r2"
 
 
 # -- replies ----------------------------------------------------------------------------
@@ -363,7 +396,7 @@ def test_plain_text_to_a_remote_server_is_warned_about(host: str, warned: bool) 
     assert isinstance(config, EmailConfig)
     with capture_logs() as logs:
         EmailAdapter(config)
-    warnings = [e for e in logs if e["log_level"] == "warning"]
+    warnings = [e for e in logs if e["log_level"] == "warning" and "protocol" in e]
     assert bool(warnings) == warned
     if warned:
         assert warnings[0]["protocol"] == "IMAP"
