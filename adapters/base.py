@@ -25,7 +25,7 @@ from typing import ClassVar, Generic, Protocol, TypeVar
 from syncd.config import SourceConfig
 from syncd.crossref import DEFAULT_RULES, Rules
 from syncd.http import HttpOptions
-from syncd.models import Cursor, Handoff, Page, RateBudget, State
+from syncd.models import Comment, Cursor, Handoff, Page, RateBudget, State
 from syncd.people import Directory
 
 T = TypeVar("T")
@@ -181,6 +181,17 @@ class Adapter(ABC, Generic[C]):
         self, ref: str, add: str | None, remove: tuple[str, ...], handoff: Handoff
     ) -> tuple[str, ...]:
         """Add one owner handle and remove others; return the owners the tool now reports."""
+
+    # Whether the tool takes comments (handoff notes) from syncd.
+    comments: ClassVar[bool] = False
+
+    def find_comment(self, ref: str, marker: str) -> str | None:
+        """The id of syncd's comment carrying `marker` on the item, if it is there."""
+        raise NotImplementedError(f"{self.kind} takes no comments")
+
+    def post_comment(self, ref: str, comment: Comment) -> str:
+        """Post a comment; return the tool's id for it."""
+        raise NotImplementedError(f"{self.kind} takes no comments")
 
     def request_counts(self) -> Counter[str]:
         """Requests (or round trips) made so far, by "METHOD status"; for status and benchmarks."""

@@ -71,7 +71,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries, present, typed
-from syncd.config import SecretRef, SecretsUnreadable, SourceConfig
+from syncd.config import CommentSettings, SecretRef, SecretsUnreadable
 from syncd.crossref import extract_keys, github_issue_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
 from syncd.http import ApiClient, HttpOptions, parse_retry_after
@@ -103,7 +103,7 @@ _SECONDARY_WAIT = 60.0
 _SECONDARY_WAIT_CAP = 30 * 60.0
 
 
-class GitHubConfig(SourceConfig):
+class GitHubConfig(CommentSettings):
     type: Literal["github"]
     repo: str = Field(description='"owner/name"')
     base_url: str = Field(

@@ -80,7 +80,7 @@ import httpx
 from pydantic import Field, field_validator, model_validator
 
 from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries, typed
-from syncd.config import Duration, SecretRef, SecretsUnreadable, SourceConfig
+from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable, Strict
 from syncd.crossref import extract_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
 from syncd.http import ApiClient, HttpOptions, parse_retry_after
@@ -123,9 +123,19 @@ _ADF_NODES = 20_000  # nodes of one description read for cross-references
 _MAX_LINK_PAGES = 100  # pages of one bulk changelog answer followed
 
 
-class JiraConfig(SourceConfig):
+class CommentVisibility(Strict):
+    """Who may read syncd's handoff comments in Jira: members of a project role, or of a
+    group (an internal comment); unset, everyone who sees the issue."""
+
+    type: Literal["role", "group"]
+    value: str = Field(min_length=1, max_length=255)
+
+
+class JiraConfig(CommentSettings):
     type: Literal["jira"]
     flavor: Literal["cloud", "datacenter"] = "cloud"
+    # Handoff comments visible only to this role or group (Jira's internal comments).
+    comment_visibility: CommentVisibility | None = None
     base_url: str = Field(description="the site, e.g. https://acme.atlassian.net")
     email: str | None = Field(
         default=None, description="Cloud: the email of the account the API token belongs to"

@@ -79,7 +79,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries, typed
-from syncd.config import Duration, SecretRef, SecretsUnreadable, SourceConfig
+from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable
 from syncd.crossref import extract_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
 from syncd.http import ApiClient, HttpOptions, parse_retry_after
@@ -119,7 +119,7 @@ DEFAULT_LISTS: dict[str, State] = {
 }
 
 
-class TrelloConfig(SourceConfig):
+class TrelloConfig(CommentSettings):
     type: Literal["trello"]
     boards: list[str] = Field(min_length=1, description="board ids, 24 hex digits each")
     base_url: str = "https://api.trello.com/1"

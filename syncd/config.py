@@ -185,6 +185,28 @@ def handle_kinds() -> tuple[str, ...]:
     return (*sorted(ADAPTER_MODULES), UNIX)
 
 
+class CommentSettings(SourceConfig):
+    """Comments in a tool where a team works (GitHub, Jira, Trello): the handoff notes syncd
+    posts there, and the /assign commands it reads there (README "Handoff notes and commands")."""
+
+    # When to post a comment telling the item's people of a handoff made elsewhere:
+    # "with_note" only when the handoff carries a note, "always", or "never".
+    handoff_comment: Literal["with_note", "always", "never"] = "with_note"
+    # Names of the sources whose item links this source's comments may show. Empty (the
+    # default) shows none: a public repository must not print private Jira URLs.
+    comment_links: list[str] = Field(default_factory=list)
+    # Read `/assign @login note`, `/assign person` and `/unassign` from comments of mapped
+    # people. Off by default; on GitHub it costs one more request per cycle (answered 304).
+    commands: bool = False
+    # Read comments as activity even without commands (for acceptance of handoffs). Jira's
+    # come with the search at no cost, so this only changes GitHub and Trello.
+    read_comments: bool = False
+
+    @property
+    def wants_comments(self) -> bool:
+        return self.commands or self.read_comments
+
+
 class Person(Strict):
     id: str
     name: str | None = None

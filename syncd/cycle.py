@@ -20,12 +20,12 @@ import structlog
 
 from syncd.adapters import adapter_class
 from syncd.adapters.base import Adapter
-from syncd.config import Config
+from syncd.config import CommentSettings, Config
 from syncd.crossref import Rules
 from syncd.errors import RateLimited, SourceError
 from syncd.http import HttpOptions
 from syncd.ledger import ApplyStats, Ledger, now_utc
-from syncd.outbox import DrainStats, drain
+from syncd.outbox import DrainStats, drain, drain_comments
 from syncd.people import Directory
 from syncd.redact import redact
 
@@ -106,8 +106,11 @@ class Engine:
         before = self._count(adapter)
         retry_at: datetime | None = None
         try:
+            run_commands = isinstance(adapter.config, CommentSettings) and adapter.config.commands
             for page in adapter.pull(self.ledger.cursor(name)):
-                stats = self.ledger.apply_page(name, kind, page, self.directory)
+                stats = self.ledger.apply_page(
+                    name, kind, page, self.directory, commands=run_commands
+                )
                 _add(result.applied, stats)
                 result.pages += 1
                 if progress is not None:
@@ -153,13 +156,21 @@ class Engine:
     def drain(self, name: str, progress: Callable[[], None] | None = None) -> DrainStats:
         adapter = self.adapters[name]
         try:
-            return drain(
+            stats = drain(
                 self.ledger,
                 adapter,
                 self.directory,
                 max_attempts=self.config.daemon.max_write_attempts,
                 progress=progress,
             )
+            # After the owner writes: a comment says who owns the item, which it should by now.
+            drain_comments(
+                self.ledger,
+                adapter,
+                self.directory,
+                max_attempts=self.config.daemon.max_write_attempts,
+            )
+            return stats
         except Exception:
             log.exception("write-back crashed", source=name)
             return DrainStats(failed=1)

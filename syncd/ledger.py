@@ -25,6 +25,7 @@ from typing import Any
 
 import sqlite_utils
 
+from syncd import commands
 from syncd.config import Person
 from syncd.errors import LedgerBusy, LedgerError, NotFound
 from syncd.models import Cursor, Observation, Page, Quarantined
@@ -237,9 +238,17 @@ class Ledger:
     # -- applying observations ---------------------------------------------------------
 
     def apply_page(
-        self, source: str, kind: str, page: Page, directory: Directory, now: datetime | None = None
+        self,
+        source: str,
+        kind: str,
+        page: Page,
+        directory: Directory,
+        now: datetime | None = None,
+        *,
+        commands: bool = False,
     ) -> ApplyStats:
-        """Apply one page and store its cursor, in one transaction."""
+        """Apply one page and store its cursor, in one transaction. With `commands`, the
+        /assign commands in the items' comments are applied too (syncd.commands)."""
         now = now or now_utc()
         stats = ApplyStats()
         # Handles already recorded in this transaction: recording one again (same time,
@@ -247,7 +256,7 @@ class Ledger:
         handles: set[tuple[str, str]] = set()
         with self.transaction() as c:
             for obs in page.observations:
-                plan = self._apply_observation(c, obs, kind, directory, now, handles)
+                plan = self._apply_observation(c, obs, kind, directory, now, handles, commands)
                 stats.observations += 1
                 stats.created += plan.request_id is None
                 stats.changed += bool(plan.canonical) and plan.request_id is not None
@@ -389,6 +398,7 @@ class Ledger:
         d: Directory,
         now: datetime,
         handles: set[tuple[str, str]] | None = None,
+        run_commands: bool = False,
     ) -> Plan:
         row = c.execute(
             f"SELECT {self._LINK_COLS} FROM links WHERE source = ? AND ref = ?",
@@ -515,10 +525,11 @@ class Ledger:
                     ts,
                 ),
             )
-        c.executemany(
-            "INSERT INTO events (request_id, at, source_at, kind, field, source, from_value, to_value, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
+        handoffs: list[int] = []
+        for e in plan.events:
+            cur = c.execute(
+                "INSERT INTO events (request_id, at, source_at, kind, field, source, actor, from_value, "
+                "to_value, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     rid,
                     ts,
@@ -526,13 +537,14 @@ class Ledger:
                     e.kind,
                     e.field,
                     obs.source,
+                    e.actor,
                     e.from_value,
                     e.to_value,
                     e.detail,
-                )
-                for e in plan.events
-            ],
-        )
+                ),
+            )
+            if e.kind == "owner_changed":
+                handoffs.append(int(cur.lastrowid or 0))
         # A new request has one link, whose snapshot is the canonical value: nothing owed.
         if plan.request_id is not None and (
             plan.new_link
@@ -541,7 +553,132 @@ class Ledger:
             or snap["owner"] != link.snapshot.get("owner")
         ):
             self._queue_owner_writes(c, rid, origin=obs.source, actor=None, note=None, now=now)
+        if plan.request_id is not None:
+            for event_id in handoffs:
+                self._queue_comments(c, rid, event_id, origin=obs.source, now=now)
+        if run_commands and obs.activity:
+            self._apply_commands(c, obs, kind, d, rid, now)
         return plan
+
+    def _queue_comments(
+        self, c: sqlite3.Connection, request_id: int, event_id: int, *, origin: str, now: datetime
+    ) -> None:
+        """Owe a handoff comment to every linked item outside the source where the handoff
+        was made. Whether one is posted is the source's policy, decided when the outbox is
+        drained (syncd.notes.comment_due); the row is what makes posting it exactly once."""
+        ts = iso(now)
+        c.execute(
+            "INSERT OR IGNORE INTO outbox (link_id, request_id, field, value, origin, status, attempts, "
+            "next_attempt_at, created_at, updated_at, event_id) "
+            "SELECT l.id, l.request_id, 'comment', e.to_value, ?, 'pending', 0, ?, ?, ?, e.id "
+            "FROM links l JOIN events e ON e.id = ? WHERE l.request_id = ? AND l.source != ?",
+            (origin, ts, ts, ts, event_id, request_id, origin),
+        )
+
+    def _apply_commands(
+        self,
+        c: sqlite3.Connection,
+        obs: Observation,
+        kind: str,
+        d: Directory,
+        request_id: int,
+        now: datetime,
+    ) -> None:
+        """Hand the request off as the item's comments command (`/assign @bob note`), each
+        comment once; a refused command is kept with its reason, for `history --all`."""
+        ts = iso(now)
+        for act in obs.activity:
+            if act.kind != "comment" or act.by_syncd or act.id is None:
+                continue
+            command = commands.parse(act.text)
+            if command is None:
+                continue
+            if c.execute(
+                "SELECT 1 FROM comment_commands WHERE source = ? AND comment_id = ?",
+                (obs.source, act.id),
+            ).fetchone():
+                continue  # read again (an overlap, an edit): a command runs once
+            decision = commands.decide(command, act.actor, act.trusted, kind, d)
+            request = self._request_state(c, request_id)
+            owner_at = request.times.get("owner")
+            if decision.ok and owner_at is not None and owner_at > act.at:
+                decision = commands.Decision(
+                    False,
+                    actor=decision.actor,
+                    reason="the request changed hands after this comment was written; "
+                    "the later handoff stands",
+                )
+            if decision.ok and decision.owner == request.values.get("owner"):
+                outcome = "nothing"
+            else:
+                outcome = "handed_off" if decision.ok else "refused"
+            c.execute(
+                "INSERT INTO comment_commands (source, comment_id, request_id, ref, at, source_at, "
+                "actor, command, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    obs.source,
+                    act.id,
+                    request_id,
+                    obs.ref,
+                    ts,
+                    iso(act.at),
+                    decision.actor,
+                    command.line,
+                    outcome,
+                    decision.reason,
+                ),
+            )
+            if outcome == "refused":
+                c.execute(
+                    "INSERT INTO events (request_id, at, source_at, kind, source, actor, detail) "
+                    "VALUES (?, ?, ?, 'command_refused', ?, ?, ?)",
+                    (
+                        request_id,
+                        ts,
+                        iso(act.at),
+                        obs.source,
+                        decision.actor,
+                        f"{command.line} on {obs.ref}: {decision.reason}",
+                    ),
+                )
+            elif outcome == "handed_off":
+                self._hand_off(
+                    c,
+                    request_id,
+                    decision.owner,
+                    source=obs.source,
+                    actor=decision.actor,
+                    note=decision.note,
+                    source_at=act.at,
+                    now=now,
+                )
+
+    def _hand_off(
+        self,
+        c: sqlite3.Connection,
+        request_id: int,
+        owner: str | None,
+        *,
+        source: str,
+        actor: str | None,
+        note: str | None,
+        source_at: datetime,
+        now: datetime,
+    ) -> None:
+        """A handoff decided by a person (an operator, a command in a comment): the owner
+        changes, every item is owed the write, and the other tools their comment."""
+        previous = c.execute("SELECT owner FROM requests WHERE id = ?", (request_id,)).fetchone()
+        c.execute(
+            "UPDATE requests SET owner = ?, owner_at = ?, updated_at = ? WHERE id = ?",
+            (owner, iso(source_at), iso(now), request_id),
+        )
+        cur = c.execute(
+            "INSERT INTO events (request_id, at, source_at, kind, field, source, actor, from_value, "
+            "to_value, note) VALUES (?, ?, ?, 'owner_changed', 'owner', ?, ?, ?, ?, ?)",
+            (request_id, iso(now), iso(source_at), source, actor, previous[0], owner, note),
+        )
+        self._queue_owner_writes(c, request_id, origin=source, actor=actor, note=note, now=now)
+        self._queue_comments(c, request_id, int(cur.lastrowid or 0), origin=source, now=now)
 
     # -- outbox ------------------------------------------------------------------------
 
@@ -612,16 +749,9 @@ class Ledger:
                 and not c.execute("SELECT 1 FROM people WHERE id = ?", (owner,)).fetchone()
             ):
                 raise NotFound(f"no person {owner!r} (see `syncd people`)")
-            c.execute(
-                "UPDATE requests SET owner = ?, owner_at = ?, updated_at = ? WHERE id = ?",
-                (owner, iso(now), iso(now), rid),
+            self._hand_off(
+                c, rid, owner, source="operator", actor=actor, note=note, source_at=now, now=now
             )
-            c.execute(
-                "INSERT INTO events (request_id, at, source_at, kind, field, source, actor, from_value, to_value, note) "
-                "VALUES (?, ?, ?, 'owner_changed', 'owner', 'operator', ?, ?, ?, ?)",
-                (rid, iso(now), iso(now), actor, row[0], owner, note),
-            )
-            self._queue_owner_writes(c, rid, origin="operator", actor=actor, note=note, now=now)
 
     def due_writes(
         self, source: str, now: datetime | None = None, limit: int = 500
@@ -638,8 +768,8 @@ class Ledger:
             "(SELECT from_value FROM events e WHERE e.request_id = o.request_id AND e.kind = 'owner_changed' "
             " ORDER BY e.id DESC LIMIT 1) "
             "FROM outbox o JOIN links l ON l.id = o.link_id JOIN requests r ON r.id = o.request_id "
-            "WHERE l.source = ? AND o.status = 'pending' AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?) "
-            "ORDER BY o.id LIMIT ?",
+            "WHERE l.source = ? AND o.field = 'owner' AND o.status = 'pending' "
+            "AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?) ORDER BY o.id LIMIT ?",
             (source, iso(now), limit),
         ).fetchall()
         cols = [
@@ -701,6 +831,67 @@ class Ledger:
                     "INSERT INTO events (request_id, at, kind, field, source, to_value, detail) "
                     "SELECT ?, ?, 'writeback', 'owner', l.source, ?, ? FROM links l WHERE l.id = ?",
                     (rid, ts, value, f"{status}: {error}", link_id),
+                )
+
+    def due_comments(
+        self, source: str, now: datetime | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Handoff comments owed to one source's items, with the handoff they tell of: the
+        event, the item it was made on (where), and the request's other items (links)."""
+        rows = self.rows(
+            "SELECT o.id, o.attempts, o.attempted_at, o.origin, l.ref, r.key, r.title, "
+            "e.id AS event_id, e.source AS event_source, e.actor, e.from_value, e.to_value, "
+            "e.note, coalesce(e.source_at, e.at) AS event_at, o.request_id "
+            "FROM outbox o JOIN links l ON l.id = o.link_id JOIN requests r ON r.id = o.request_id "
+            "JOIN events e ON e.id = o.event_id "
+            "WHERE l.source = ? AND o.field = 'comment' AND o.status = 'pending' "
+            "AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?) ORDER BY o.id LIMIT ?",
+            (source, iso(now or now_utc()), limit),
+        )
+        for row in rows:
+            row["links"] = self.rows(
+                "SELECT source, kind, ref, url FROM links WHERE request_id = ? ORDER BY id",
+                (row["request_id"],),
+            )
+        return rows
+
+    def finish_comment(
+        self,
+        outbox_id: int,
+        status: str,
+        *,
+        posted_id: str | None = None,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Close a comment row: 'done' with the tool's comment id (recorded as a
+        comment_posted event), 'unneeded' when the source's policy wants none, or 'dead'."""
+        ts = iso(now or now_utc())
+        with self.transaction() as c:
+            row = c.execute(
+                "SELECT o.request_id, l.source, l.ref, o.event_id FROM outbox o "
+                "JOIN links l ON l.id = o.link_id WHERE o.id = ? AND o.status = 'pending'",
+                (outbox_id,),
+            ).fetchone()
+            if row is None:
+                return
+            rid, source, ref, event_id = row
+            c.execute(
+                "UPDATE outbox SET status = ?, posted_id = ?, last_error = ?, updated_at = ? "
+                "WHERE id = ?",
+                (status, posted_id, error, ts, outbox_id),
+            )
+            if status == "done":
+                c.execute(
+                    "INSERT INTO events (request_id, at, kind, source, to_value, detail) "
+                    "VALUES (?, ?, 'comment_posted', ?, ?, ?)",
+                    (rid, ts, source, ref, f"handoff note (event {event_id}), comment {posted_id}"),
+                )
+            elif status == "dead":
+                c.execute(
+                    "INSERT INTO events (request_id, at, kind, source, to_value, detail) "
+                    "VALUES (?, ?, 'comment_posted', ?, ?, ?)",
+                    (rid, ts, source, ref, f"not posted: {error}"),
                 )
 
     def mark_attempt(self, outbox_id: int, now: datetime | None = None) -> None:

@@ -114,6 +114,19 @@ class Handoff:
 
 
 @dataclass(frozen=True)
+class Comment:
+    """A comment syncd posts on an item: a handoff note. The adapter renders `paragraphs`
+    in the tool's format and carries `marker` where people do not see it (a hidden HTML
+    comment on GitHub, a comment property on Jira) or as a small last line (Trello), so a
+    retry can tell that the comment is already there and syncd's own comments are never
+    read back as a person's."""
+
+    marker: str
+    paragraphs: tuple[str, ...]
+    links: tuple[tuple[str, str], ...] = ()  # (label, url), only those the audience may see
+
+
+@dataclass(frozen=True)
 class RateBudget:
     remaining: int | None
     limit: int | None

@@ -16,9 +16,11 @@ from typing import Any
 import structlog
 
 from syncd.adapters.base import Adapter
+from syncd.config import CommentSettings
 from syncd.errors import FatalError, RateLimited, RetriableError, SourceError
-from syncd.ledger import Ledger, now_utc
-from syncd.models import Handoff
+from syncd.ledger import Ledger, now_utc, parse_iso
+from syncd.models import Comment, Handoff
+from syncd.notes import TOOL_NAMES, HandoffFacts, comment_due, compose, marker_for, where_text
 from syncd.people import Directory, pick_owner
 
 log = structlog.get_logger("syncd.outbox")
@@ -169,4 +171,87 @@ def drain(
             log.error(
                 "write-back dead-lettered", source=adapter.name, request=row["key"], error=str(exc)
             )
+    return stats
+
+
+def handoff_comment(row: dict[str, Any], settings: CommentSettings, d: Directory) -> Comment:
+    """The comment telling one item's people of a handoff (a due_comments row). Pure.
+    Items of other sources are named and linked only when `comment_links` lets this
+    source's audience see them."""
+    shown = set(settings.comment_links)
+    origin = next((lk for lk in row["links"] if lk["source"] == row["event_source"]), None)
+    links = tuple(
+        (f"{TOOL_NAMES.get(lk['kind'], lk['kind'])} {lk['ref']}", lk["url"])
+        for lk in row["links"]
+        if lk["source"] in shown and lk["url"] and lk["ref"] != row["ref"]
+    )
+    facts = HandoffFacts(
+        request_key=row["key"],
+        title=row["title"],
+        to_name=d.display(row["to_value"]),
+        from_name=d.display(row["from_value"]),
+        actor_name=d.display(row["actor"]),
+        where=where_text(
+            row["event_source"],
+            origin["kind"] if origin else None,
+            origin["ref"] if origin else None,
+            row["event_source"] in shown,
+        ),
+        at=parse_iso(row["event_at"]),
+        note=row["note"],
+        links=links,
+    )
+    return compose(facts, marker_for(row["key"], row["event_id"]))
+
+
+def drain_comments(
+    ledger: Ledger,
+    adapter: Adapter[Any],
+    directory: Directory,
+    *,
+    max_attempts: int = 8,
+    now: datetime | None = None,
+) -> DrainStats:
+    """Post the handoff comments owed to one source, each exactly once: a row that was tried
+    before (its answer may have been lost) first looks for its marker on the item."""
+    stats = DrainStats()
+    settings = adapter.config
+    for row in ledger.due_comments(adapter.name, now):
+        if (
+            not adapter.comments
+            or not isinstance(settings, CommentSettings)
+            or not comment_due(settings.handoff_comment, row["note"], row["origin"], adapter.name)
+        ):
+            # Not an error, so not "skipped": the source's policy wants no comment for this one.
+            ledger.finish_comment(row["id"], "unneeded")
+            continue
+        comment = handoff_comment(row, settings, directory)
+        try:
+            posted = None
+            if row["attempts"] or row["attempted_at"]:
+                posted = adapter.find_comment(row["ref"], comment.marker)
+            if posted is None:
+                ledger.mark_attempt(row["id"])
+                posted = adapter.post_comment(row["ref"], comment)
+                stats.written += 1
+            else:
+                stats.already += 1
+            ledger.finish_comment(row["id"], "done", posted_id=posted)
+        except RateLimited as exc:
+            ledger.retry_write(row["id"], str(exc), exc.retry_at, count_attempt=False)
+            stats.failed += 1
+            break
+        except RetriableError as exc:
+            attempts = row["attempts"] + 1
+            if attempts >= max_attempts:
+                ledger.finish_comment(row["id"], "dead", error=f"gave up after {attempts}: {exc}")
+                stats.dead += 1
+            else:
+                ledger.retry_write(row["id"], str(exc), (now or now_utc()) + backoff(attempts))
+                stats.failed += 1
+            log.warning("handoff comment failed", source=adapter.name, error=str(exc))
+        except (FatalError, SourceError) as exc:
+            ledger.finish_comment(row["id"], "dead", error=str(exc))
+            stats.dead += 1
+            log.error("handoff comment dead-lettered", source=adapter.name, error=str(exc))
     return stats

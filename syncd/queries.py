@@ -180,7 +180,8 @@ def request_fields(ledger: Ledger, key: str) -> dict[str, Any]:
 # request has. A failed write that the owner has since moved on from is owed no more.
 _OWED_SQL = """
 SELECT o.* FROM outbox o JOIN requests r ON r.id = o.request_id
-WHERE o.id = (SELECT max(x.id) FROM outbox x WHERE x.link_id = o.link_id AND x.field = o.field)
+WHERE o.field = 'owner'
+  AND o.id = (SELECT max(x.id) FROM outbox x WHERE x.link_id = o.link_id AND x.field = o.field)
   AND (o.status = 'pending' OR (o.status IN ('dead', 'skipped') AND o.value IS r.owner))
 """
 

@@ -51,6 +51,7 @@ class Event:
     to_value: str | None = None
     source_at: datetime | None = None
     detail: str | None = None
+    actor: str | None = None  # who made the change: person id, or "kind:handle" unmapped
 
 
 @dataclass
@@ -156,13 +157,17 @@ def plan_observation(
         link.snapshot.get("owner") if link else (request.values.get("owner") if request else None)
     )
     seen = seen_values(obs, kind, previous_owner, d)
+    # Who changed the owner, as the tool says: a person when someone claims the handle.
+    actor = d.owner_for(kind, obs.owner_actor) if obs.owner_actor else None
     if request is None:
         plan = Plan(request_id=None, new_link=True, snapshot=dict(seen))
         plan.canonical = dict(seen)
         plan.canonical_times = {f: field_time(obs, f) for f in FIELDS}
         plan.events.append(Event("created", to_value=seen["title"], source_at=obs.updated_at))
         if seen["owner"] is not None:
-            plan.events.append(Event("owner_changed", "owner", None, seen["owner"], obs.owner_time))
+            plan.events.append(
+                Event("owner_changed", "owner", None, seen["owner"], obs.owner_time, actor=actor)
+            )
         return plan
 
     new_link = link is None
@@ -195,6 +200,7 @@ def plan_observation(
                         request.values.get(name),
                         decision.value,
                         field_time(obs, name),
+                        actor=actor if name == "owner" else None,
                     )
                 )
         if decision.confirmed:

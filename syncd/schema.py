@@ -235,4 +235,31 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        "0005_handoff_record",
+        """
+        -- Comment rows in the outbox (field = 'comment'): one per handoff and linked item;
+        -- status 'unneeded' when the source's handoff_comment policy wants none.
+        ALTER TABLE outbox ADD COLUMN event_id INTEGER;   -- the owner_changed event it tells of
+        ALTER TABLE outbox ADD COLUMN posted_id TEXT;     -- the tool's id of the posted comment
+        DROP INDEX outbox_one_pending;
+        CREATE UNIQUE INDEX outbox_one_pending ON outbox(link_id, field)
+            WHERE status = 'pending' AND field = 'owner';
+        CREATE UNIQUE INDEX outbox_one_comment ON outbox(link_id, event_id)
+            WHERE field = 'comment';
+        CREATE TABLE comment_commands (           -- /assign commands read from comments
+            source TEXT NOT NULL,                 -- configured source name
+            comment_id TEXT NOT NULL,             -- the tool's comment id
+            request_id INTEGER REFERENCES requests(id),
+            ref TEXT,                             -- the item commented on
+            at TEXT NOT NULL,                     -- when syncd read it
+            source_at TEXT,                       -- when it was written
+            actor TEXT,                           -- person id, or "kind:handle" when unmapped
+            command TEXT NOT NULL,                -- the command line, bounded
+            outcome TEXT NOT NULL,                -- handed_off | refused | nothing
+            reason TEXT,                          -- why it was refused
+            PRIMARY KEY (source, comment_id)
+        );
+        """,
+    ),
 ]

@@ -415,7 +415,7 @@ def outbox(path: Path, key: str) -> list[tuple[str, str | None, str, str | None]
         return conn.execute(
             "SELECT l.source, o.value, o.status, o.actor FROM outbox o "
             "JOIN links l ON l.id = o.link_id JOIN requests r ON r.id = o.request_id "
-            "WHERE r.key = ? AND o.status = 'pending' ORDER BY l.source",
+            "WHERE r.key = ? AND o.field = 'owner' AND o.status = 'pending' ORDER BY l.source",
             (key,),
         ).fetchall()
 

@@ -214,7 +214,7 @@ class World:
     def writeback_status(self, source: str) -> str | None:
         rows = self.query(
             "SELECT o.status FROM outbox o JOIN links l ON l.id = o.link_id "
-            "WHERE l.source = ? ORDER BY o.id DESC LIMIT 1",
+            "WHERE l.source = ? AND o.field = 'owner' ORDER BY o.id DESC LIMIT 1",
             source,
         )
         return rows[0][0] if rows else None
