@@ -74,7 +74,7 @@ from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries,
 from syncd.config import CommentSettings, SecretRef, SecretsUnreadable
 from syncd.crossref import extract_keys, github_issue_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
-from syncd.http import ApiClient, HttpOptions, parse_retry_after
+from syncd.http import ApiClient, HttpOptions, header_int, parse_epoch, parse_retry_after
 from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, RateBudget, State
 from syncd.redact import redact
 
@@ -601,13 +601,12 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         if secondary and retry_after is not None:
             return retry_after
         if headers.get("x-ratelimit-remaining") == "0":
-            try:
-                reset = float(headers["x-ratelimit-reset"])
-            except (KeyError, ValueError):
+            reset = parse_epoch("x-ratelimit-reset", headers.get("x-ratelimit-reset"))
+            if reset is None:
                 return _SECONDARY_WAIT
             # One second more than asked, so a clock slightly behind GitHub's doesn't retry
             # a moment too early and spend another request on a refusal.
-            return max(0.0, reset - time.time()) + 1.0
+            return max(0.0, reset.timestamp() - time.time()) + 1.0
         # GitHub sends retry-after only with a rate limit, so a 403 carrying one is treated
         # as one even when its message is worded differently.
         if retry_after is not None:
@@ -623,15 +622,10 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         if response is None or "x-ratelimit-remaining" not in response.headers:
             return None
 
-        def number(name: str) -> int | None:
-            value = response.headers.get(name, "")
-            return int(value) if value.isdigit() else None
-
-        reset = number("x-ratelimit-reset")
         return RateBudget(
-            remaining=number("x-ratelimit-remaining"),
-            limit=number("x-ratelimit-limit"),
-            reset_at=datetime.fromtimestamp(reset, UTC) if reset is not None else None,
+            remaining=header_int(response.headers, "x-ratelimit-remaining"),
+            limit=header_int(response.headers, "x-ratelimit-limit"),
+            reset_at=parse_epoch("x-ratelimit-reset", response.headers.get("x-ratelimit-reset")),
         )
 
     def request_counts(self) -> Counter[str]:

@@ -83,7 +83,7 @@ from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries,
 from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable, Strict
 from syncd.crossref import extract_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
-from syncd.http import ApiClient, HttpOptions, parse_retry_after
+from syncd.http import ApiClient, HttpOptions, header_int, parse_retry_after
 from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, RateBudget, State
 from syncd.redact import redact, register_secret
 
@@ -691,15 +691,10 @@ class JiraAdapter(Adapter[JiraConfig]):
         headers = response.headers
         if "x-ratelimit-remaining" not in headers and "x-ratelimit-limit" not in headers:
             return None
-
-        def number(name: str) -> int | None:
-            value = headers.get(name, "")
-            return int(value) if value.isdigit() else None
-
         reset = _optional_time(headers.get("x-ratelimit-reset", "").replace("Z", "+00:00"))
         return RateBudget(
-            remaining=number("x-ratelimit-remaining"),
-            limit=number("x-ratelimit-limit"),
+            remaining=header_int(headers, "x-ratelimit-remaining"),
+            limit=header_int(headers, "x-ratelimit-limit"),
             reset_at=reset,
         )
 

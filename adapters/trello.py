@@ -82,7 +82,7 @@ from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries,
 from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable
 from syncd.crossref import extract_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
-from syncd.http import ApiClient, HttpOptions, parse_retry_after
+from syncd.http import ApiClient, HttpOptions, header_int, parse_retry_after
 from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, RateBudget, State
 from syncd.people import Directory
 from syncd.redact import redact
@@ -637,11 +637,12 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         response = self.client.last_response
         if response is None:
             return None
-        remaining = response.headers.get("x-rate-limit-api-token-remaining", "")
-        limit = response.headers.get("x-rate-limit-api-token-max", "")
-        if not remaining.isdigit():
+        remaining = header_int(response.headers, "x-rate-limit-api-token-remaining")
+        if remaining is None:
             return None
-        return RateBudget(int(remaining), int(limit) if limit.isdigit() else None, None)
+        return RateBudget(
+            remaining, header_int(response.headers, "x-rate-limit-api-token-max"), None
+        )
 
     def request_counts(self) -> Counter[str]:
         return Counter(self.client.counts)

@@ -247,6 +247,12 @@ class DaemonConfig(Strict):
     stop_timeout: Duration = timedelta(seconds=20)
     # Write-backs that failed this many times are dead-lettered.
     max_write_attempts: int = Field(default=8, ge=1, le=100)
+    # How long one HTTP request to a source may take (connect, each read, write) before it
+    # counts as failed and is retried: bounds what a hung source can hold.
+    http_timeout: Duration = timedelta(seconds=30)
+    # The most one answer may hold once decompressed; a bigger one fails its source's poll
+    # (a gzip bomb, a runaway listing) instead of the daemon's memory.
+    max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
 
 
 class MatchingConfig(Strict):

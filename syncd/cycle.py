@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +55,12 @@ class Engine:
         self.ledger = ledger
         self.directory = Directory.build(config.people)
         self.adapters: dict[str, Adapter[Any]] = {}
+        # The deployment's bounds on every request: how long, and how big an answer.
+        http = replace(
+            http or HttpOptions(),
+            timeout=config.daemon.http_timeout.total_seconds(),
+            max_body=config.daemon.max_response_bytes,
+        )
         for source in config.sources:
             if source.enabled:
                 adapter = adapter_class(source.type)(source, http)
@@ -127,7 +133,12 @@ class Engine:
             result.ok, result.error = False, redact(f"internal error: {type(exc).__name__}: {exc}")
         result.requests = self._count(adapter) - before
         self._learn_projects(adapter)
-        budget = adapter.rate_budget()
+        try:
+            budget = adapter.rate_budget()
+        except Exception:
+            # Read from the source's headers: a bad one must not cost the poll's record.
+            log.exception("rate_budget_unreadable", source=name)
+            budget = None
         self.ledger.record_poll(
             name,
             kind,

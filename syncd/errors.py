@@ -68,3 +68,7 @@ class FatalError(SourceError):
 
 class MalformedResponse(FatalError):
     pass
+
+
+class ResponseTooLarge(FatalError):
+    """An answer bigger than [daemon] max_response_bytes: not retried, it would be again."""

@@ -9,8 +9,10 @@ cycle with RateLimited, so one source that must wait an hour does not hold a wor
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -28,11 +31,35 @@ from tenacity import (
 )
 
 from syncd import __version__
-from syncd.errors import FatalError, MalformedResponse, RateLimited, RetriableError
+from syncd.errors import (
+    FatalError,
+    MalformedResponse,
+    RateLimited,
+    ResponseTooLarge,
+    RetriableError,
+)
 from syncd.redact import redact, redact_headers, redact_url
 
 # A body excerpt in an error message: enough to see what went wrong, never a whole page.
 _EXCERPT = 300
+# A header value longer than this is never parsed: no rate-limit header needs more.
+_MAX_HEADER = 200
+# Waits and resets further away than this are not believed: a malformed header (a reset in
+# milliseconds, an overflow) must not park a source for years.
+_MAX_WAIT_AHEAD = timedelta(days=2)
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+_CHUNK = 64 * 1024
+# The encodings syncd asks for (Accept-Encoding), each with a decoder that can be bounded.
+_ACCEPT_ENCODING = "gzip, deflate"
+_DECODERS: dict[str, Callable[[], Any]] = {
+    "": lambda: None,
+    "identity": lambda: None,
+    "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+    "x-gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+    "deflate": lambda: zlib.decompressobj(32 + zlib.MAX_WBITS),
+}
+
+log = structlog.get_logger(__name__)
 
 
 class TraceWriter:
@@ -75,23 +102,69 @@ class HttpOptions:
     backoff: float = 0.5  # first backoff, doubled per attempt when the server names no wait
     sleep: Callable[[float], None] = time.sleep
     transport: httpx.BaseTransport | None = None  # a test seam; None means the network
+    max_body: int = DEFAULT_MAX_BODY  # bytes of one decompressed answer
+
+
+def ignored_header(name: str, value: str, why: str) -> None:
+    """Every header is the sender's word: one that cannot be read is logged and ignored,
+    never allowed to fail more than the one thing it describes."""
+    log.warning("header_ignored", header=name, value=value[:80], reason=why)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After value (seconds or an HTTP date); None when absent or
+    unreadable (logged), so the caller's own backoff applies."""
     if not value:
         return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    raw, value = value, value.strip()
+    if len(value) > _MAX_HEADER:
+        ignored_header("retry-after", raw, "too long")
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except Exception:  # the parser raises more than ValueError on garbage
+            ignored_header("retry-after", raw, "neither seconds nor an HTTP date")
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds) or seconds > _MAX_WAIT_AHEAD.total_seconds():
+        ignored_header("retry-after", raw, "not a plausible wait")
+        return None
+    return max(0.0, seconds)
+
+
+def header_int(headers: Mapping[str, str], name: str) -> int | None:
+    """A small counter header (rate limit remaining/limit); None when absent or unreadable.
+    ASCII digits only: str.isdigit() also accepts "²", which int() refuses."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    text = value.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 12):
+        ignored_header(name, value, "not a count")
+        return None
+    return int(text)
+
+
+def parse_epoch(name: str, value: str | None) -> datetime | None:
+    """A rate-limit reset given in epoch seconds (GitHub's x-ratelimit-reset); None when
+    absent or unreadable (logged). Milliseconds, negatives and far futures are unreadable:
+    guessing a unit would be believing a header that already broke its contract."""
+    if not value:
+        return None
+    text = value.strip()
+    if not text.isdigit() or len(text) > 12:
+        ignored_header(name, value, "not epoch seconds")
+        return None
+    when = datetime.fromtimestamp(int(text), UTC) if int(text) < 32503680000 else None
+    if when is None or when > datetime.now(UTC) + _MAX_WAIT_AHEAD:
+        ignored_header(name, value, "too far in the future (milliseconds?)")
+        return None
+    return when
 
 
 # Given a response, an adapter may name how long to wait (vendor rate-limit rules); None
@@ -143,7 +216,11 @@ class ApiClient:
         self.last_response: httpx.Response | None = None
         self._client = httpx.Client(
             base_url=self.base_url + "/",
-            headers={"user-agent": f"syncd/{__version__}", **(headers or {})},
+            headers={
+                "user-agent": f"syncd/{__version__}",
+                "accept-encoding": _ACCEPT_ENCODING,
+                **(headers or {}),
+            },
             params=dict(params or {}),
             auth=auth,
             timeout=self.options.timeout,
@@ -212,13 +289,18 @@ class ApiClient:
         if content is not None:
             hdrs.setdefault("content-type", "application/json")
         try:
-            response = self._client.request(
+            request = self._client.build_request(
                 method,
                 url.lstrip("/") if not url.startswith("http") else url,
                 params=params,
                 content=content,
                 headers=hdrs,
             )
+            response = self._client.send(request, stream=True)
+            try:
+                self._read_bounded(response)
+            finally:
+                response.close()
         except httpx.TimeoutException:
             self.counts[f"{method} timeout"] += 1
             raise RetriableError(self.source, f"{method} {redact_url(url)} timed out") from None
@@ -235,6 +317,58 @@ class ApiClient:
             )
         classify(self.source, response, self.wait_rule)
         return response
+
+    def _read_bounded(self, response: httpx.Response) -> None:
+        """Read the body a network chunk at a time, decompressing it here with an output
+        bound (httpx's own decoder inflates a whole chunk at once: 64 KiB of gzip can be
+        64 MiB), and stop as soon as it passes the limit: memory stays bounded whatever
+        the body expands to."""
+        limit = self.options.max_body
+        method, url = response.request.method, redact_url(str(response.request.url))
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding not in _DECODERS:
+            raise FatalError(
+                self.source,
+                f"{method} {url} answered with Content-Encoding {encoding[:40]!r}, "
+                f"which syncd does not ask for",
+            )
+        decoder = _DECODERS[encoding]()
+        body = bytearray()
+
+        def take(data: bytes) -> None:
+            if len(body) + len(data) > limit:
+                self.counts[f"{method} too large"] += 1
+                raise ResponseTooLarge(
+                    self.source,
+                    f"{method} {url} answered more than {limit} bytes once decompressed "
+                    f"([daemon] max_response_bytes = {limit})",
+                )
+            body.extend(data)
+
+        if response.is_stream_consumed:
+            # Built in memory by a test transport (respx): already read and decoded.
+            take(response.content)
+            return
+        try:
+            for raw in response.iter_raw(_CHUNK):
+                if decoder is None:
+                    take(raw)
+                    continue
+                data = raw
+                while data:
+                    # At most one byte past the limit per step, so the check above fires
+                    # before any more is inflated.
+                    take(decoder.decompress(data, limit - len(body) + 1))
+                    data = decoder.unconsumed_tail
+            if decoder is not None:
+                take(decoder.flush())
+        except zlib.error:
+            raise MalformedResponse(
+                self.source, f"{method} {url} answered a body that does not decompress"
+            ) from None
+        # httpx keeps a read body here; building a new Response instead would decode the
+        # already decompressed bytes a second time.
+        response._content = bytes(body)
 
     def json(self, response: httpx.Response) -> Any:
         try:

@@ -90,8 +90,9 @@ class Fault:
     Two hooks let a test act at an exact moment: `before` runs just before the emulator
     handles the request (a person's edit landing between syncd's read and its write);
     `rewrite` gets the JSON of the emulator's own answer and returns what to send instead
-    (a field left out, a wrong type). Rewritten answers are off-contract on purpose and
-    stay out of the contract trace.
+    (a field left out, a wrong type). With no `status`, `headers` are added to the
+    emulator's own answer (a malformed rate-limit header). Rewritten answers and added
+    headers are off-contract on purpose and stay out of the contract trace.
     """
 
     status: int | None = None
@@ -333,6 +334,9 @@ class Emulator:
                 response = json_response(
                     response.status, fault.rewrite(json.loads(response.body)), response.headers
                 )
+                record = False
+            if fault is not None and fault.status is None and fault.headers:
+                response.headers.update({k.lower(): v for k, v in fault.headers.items()})
                 record = False
         self._count(request, response.status)
         if record and self.trace is not None:
