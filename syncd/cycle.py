@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from syncd import dispatch
 from syncd.adapters import adapter_class
 from syncd.adapters.base import Adapter
 from syncd.config import CommentSettings, Config
@@ -68,6 +69,7 @@ class Engine:
                 adapter.bind_store(ledger.state_store(source.name))
                 self.adapters[source.name] = adapter
         ledger.sync_people(config.people)
+        self._routing_notes: list[str] = []
         # Jira project keys the configured Jira sources hold: from the ledger now, and from
         # each Jira poll as it reads new projects. Bare keys of other projects are not keys.
         self.jira_projects = self._ledger_projects()
@@ -186,6 +188,25 @@ class Engine:
             log.exception("write-back crashed", source=name)
             return DrainStats(failed=1)
 
+    def route(self) -> None:
+        """Routing and follow-through (syncd.dispatch): ledger only, no source is asked."""
+        try:
+            report = dispatch.step(self.ledger, self.config, self.directory)
+        except Exception:  # a bug here must not stop polling; it is logged in full
+            log.exception("routing step crashed")
+            return
+        for a in report.covered + report.routed:
+            log.info("routed", request=a.key, owner=a.owner, why=a.why, meant_for=a.meant_for)
+        for acc in report.accepted:
+            log.info("handoff accepted", request=acc.request_id, by=acc.by, how=acc.how)
+        if report.left:
+            log.warning("routing held back by max_per_cycle", left=report.left)
+        # Said once when it starts and once when it ends, not at every poll.
+        if report.notes != self._routing_notes:
+            for note in report.notes:
+                log.warning("routing skipped a rule", reason=note)
+            self._routing_notes = report.notes
+
     def run_source(
         self,
         name: str,
@@ -196,6 +217,7 @@ class Engine:
         `progress` is called after each page and each write (the watchdog's evidence)."""
         result = self.poll(name, stop, progress)
         if stop is None or not stop.is_set():
+            self.route()
             self.drain(name, progress)
         return result
 
@@ -204,6 +226,7 @@ class Engine:
         polled still reaches the first one within this one cycle."""
         names = names or list(self.adapters)
         results = [self.poll(n) for n in names]
+        self.route()
         for n in names:
             self.drain(n)
         return results

@@ -325,7 +325,8 @@ def pending(c: sqlite3.Connection) -> dict[int, Pending]:
             _pending(r)
             for r in c.execute(
                 f"SELECT {_PENDING_COLS} FROM handoffs h JOIN requests r ON r.id = h.request_id "
-                "WHERE h.accepted_at IS NULL"
+                "WHERE h.accepted_at IS NULL AND r.state IN (?, ?, ?)",
+                OPEN,
             )
         )
     }
