@@ -465,7 +465,7 @@ class EmailAdapter(Adapter[EmailConfig]):
 
     def _read(self, item: Fetched) -> MailFacts | Quarantined:
         try:
-            return read_message(item)
+            return read_message(item, self.rules)
         except Refused as exc:
             reason = str(exc)
         except Exception as exc:  # hostile input must never stop the cycle
@@ -544,6 +544,9 @@ class EmailAdapter(Adapter[EmailConfig]):
         owner = thread.owner.value if thread.owner else None
         state = thread.state.value if thread.state else None
         command = thread.owner if thread.owner and thread.owner.via == "command" else None
+        # Threading makes a thread one item; beyond it, only syncd's own [REQ-42] tag on the
+        # thread's first mail, and what authenticated internal senders declared, link it.
+        declared = tuple(dict.fromkeys([*([thread.tag] if thread.tag else []), *thread.declared]))
         activity: tuple[Activity, ...] = ()
         if command is not None and command.actor is not None:
             # The command itself is obeyed here (owners); this records who gave it, in
@@ -568,12 +571,9 @@ class EmailAdapter(Adapter[EmailConfig]):
             owner_changed_at=parse_time(thread.owner.at) if thread.owner else None,
             requester=thread.requester,
             keys=(f"{KIND}:{thread.root}",),
-            mentions=tuple(thread.mentions),
-            # Threading makes a thread one item; beyond it, only syncd's own [REQ-42] tag on
-            # the thread's first mail, and what authenticated internal senders declared.
-            declared=tuple(
-                dict.fromkeys([*([thread.tag] if thread.tag else []), *thread.declared])
-            ),
+            mentions=tuple(k for k in thread.mentions if k not in declared),
+            relation_kinds=tuple((k, v) for k, v in thread.relations.items() if k not in declared),
+            declared=declared,
             author_trusted=thread.trusted,
             owner_actor=command.actor if command else None,
             activity=activity,

@@ -33,7 +33,7 @@ from email.policy import compat32
 from email.utils import parseaddr
 from html import unescape
 
-from syncd.crossref import extract_keys
+from syncd.crossref import DEFAULT_RULES, Rules, read_references
 
 # The header fields fetched, upper-case as IMAP names them in BODY[HEADER.FIELDS (...)], in
 # two groups fetched as two bounded sections, so that a huge Subject cannot push the
@@ -119,7 +119,11 @@ class MailFacts:
     own: bool  # sent by syncd itself
     keywords: tuple[str, ...]  # lower-cased keywords (not system flags)
     modseq: int
+    # Every key the subject and text name; `declared` are those in a declaring place (a
+    # "[OPS-7] ..." subject, a "Jira: OPS-7" line), which count only from a trusted sender.
     mentions: tuple[str, ...] = ()
+    declared: tuple[str, ...] = ()
+    relation_kinds: tuple[tuple[str, str], ...] = ()
     command: str | None = None  # the argument of an /assign line, lower-cased
     notes: tuple[str, ...] = ()  # fallbacks taken while reading it
     date: str | None = None  # the Date header as written: with the sender, what makes a
@@ -217,6 +221,12 @@ def own_lines(text: str) -> Iterator[str]:
         if _QUOTE_START.match(line):
             return
         yield line
+
+
+def own_text(text: str) -> str:
+    """What the author of a reply wrote, without the quoted mail below it: a declaration
+    quoted from someone else's mail is not this sender's."""
+    return "\n".join(own_lines(text))
 
 
 def find_command(text: str) -> str | None:
@@ -394,9 +404,10 @@ def keywords(flags: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({f.lower() for f in flags if f and not f.startswith("\\")}))
 
 
-def read_message(fetched: Fetched) -> MailFacts:
+def read_message(fetched: Fetched, rules: Rules = DEFAULT_RULES) -> MailFacts:
     """Turn what was fetched into MailFacts. Raises Refused with a reason for mail that
-    must not be used; never anything else for any input (the caller still guards)."""
+    must not be used; never anything else for any input (the caller still guards).
+    `rules` say what declares identity (syncd.crossref)."""
     notes: list[str] = []
     header = BytesParser(policy=compat32).parsebytes(fetched.header, headersonly=True)
     if header.defects:
@@ -425,6 +436,7 @@ def read_message(fetched: Fetched) -> MailFacts:
     references = tuple(r for r in chain if r != message_id)
     subject_line = single_line(subject or "")
     text = body_text(header, fetched.body, notes)
+    refs = read_references(strip_reply_prefixes(subject_line), own_text(text), rules)
     if len(fetched.body) >= fetched.body_limit:
         notes.append(
             f"only the first {fetched.body_limit} bytes of a {fetched.size}-byte mail were read"
@@ -442,7 +454,9 @@ def read_message(fetched: Fetched) -> MailFacts:
         own=own,
         keywords=keywords(fetched.flags),
         modseq=fetched.modseq,
-        mentions=extract_keys(subject_line, text),
+        mentions=(*refs.declared, *refs.mentions),
+        declared=refs.declared,
+        relation_kinds=refs.relation_kinds,
         command=find_command(text),
         notes=tuple(notes),
         date=single_line(str(header.get("Date", "")))[:200] or None,

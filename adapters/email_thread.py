@@ -160,6 +160,7 @@ class Thread:
     trusted: bool = False
     tag: str | None = None  # "req:42": the root's subject carries syncd's [REQ-42] tag
     declared: list[str] = field(default_factory=list)  # keys trusted messages declared
+    relations: dict[str, str] = field(default_factory=dict)  # mention -> relation kind
 
     def fingerprint(self) -> tuple[Any, ...]:
         """What an observation of this thread shows, and how many messages it has (a new
@@ -174,6 +175,7 @@ class Thread:
             self.trusted,
             self.tag,
             tuple(self.declared),
+            tuple(self.relations.items()),
             self.owner.value if self.owner else None,
             self.owner.at if self.owner else None,
             self.state.value if self.state else None,
@@ -199,6 +201,7 @@ class Thread:
             "trusted": self.trusted,
             "tag": self.tag,
             "declared": self.declared,
+            "relations": self.relations,
         }
 
     @classmethod
@@ -220,6 +223,7 @@ class Thread:
             trusted=bool(d.get("trusted", False)),
             tag=d.get("tag"),
             declared=[str(k) for k in d.get("declared", [])],
+            relations={str(k): str(v) for k, v in d.get("relations", {}).items()},
         )
 
 
@@ -261,8 +265,8 @@ class Sent:
 
     command: str | None = None  # the person an /assign line hands the thread to
     actor: str | None = None  # who sent that command
-    trusted: bool = False  # the sender is an authenticated internal sender
-    declared: tuple[str, ...] = ()  # keys the message declares (used only when trusted)
+    trusted: bool = False  # the sender is an authenticated internal sender: its
+    # declarations (MailFacts.declared) count
 
 
 def _uid_key(folder: str, uidvalidity: int, uid: int) -> str:
@@ -530,8 +534,11 @@ class MailState:
         for key in facts.mentions:
             if key not in thread.mentions and len(thread.mentions) < MAX_MENTIONS:
                 thread.mentions.append(key)
+        for key, kind in facts.relation_kinds:
+            if key in thread.mentions:
+                thread.relations.setdefault(key, kind)
         if sent.trusted:
-            for key in (*sent.declared, *([facts.tag] if facts.tag else [])):
+            for key in (*facts.declared, *([facts.tag] if facts.tag else [])):
                 if key not in thread.declared and len(thread.declared) < MAX_MENTIONS:
                     thread.declared.append(key)
 

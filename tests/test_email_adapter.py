@@ -180,12 +180,9 @@ def test_a_thread_is_one_item_named_by_its_root(
     assert printer.requester == "carol@customer.org"
     assert printer.url == "mid:r1@customer.org"
     assert printer.keys == ("email:r1@customer.org",)
-    assert set(printer.mentions) == {
-        "jira:OPS-7",
-        "req:42",
-        "github:acme/api#12",
-        "trello:AbCd1234",
-    }
+    # Alice, a person, declares "Same as REQ-42" in her reply; the rest are relations.
+    assert printer.declared == ("req:42",)
+    assert set(printer.mentions) == {"jira:OPS-7", "github:acme/api#12", "trello:AbCd1234"}
     assert printer.owners == ()
     assert printer.state == "open"
 
