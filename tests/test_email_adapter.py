@@ -344,7 +344,7 @@ def test_a_reply_to_a_thread_syncd_does_not_hold_brings_the_whole_thread_back(
     assert printer.state == "blocked"
     assert printer.title == "Printer on 3rd floor [OPS-7]"
     assert printer.requester == "carol@customer.org"
-    assert "req:42" in printer.mentions
+    assert printer.declared == ("req:42",)
 
 
 def test_an_expunged_message_takes_its_keywords_with_it(
