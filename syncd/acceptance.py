@@ -117,3 +117,13 @@ def is_overdue(p: Pending, within: timedelta | None, now: datetime) -> bool:
 def owes_escalation(p: Pending, action: str | None) -> bool:
     """An escalation runs once per overdue handoff: only while none has run."""
     return action is not None and p.overdue_at is not None and p.escalated_at is None
+
+
+def reminder(p: Pending, owner_name: str | None, previous_name: str | None) -> str:
+    """The words of an escalation reminder, naming the new owner and the previous one."""
+    since = f"{p.at:%Y-%m-%d %H:%M} UTC"
+    owner = owner_name or p.owner
+    text = f"Not picked up since {since}: {owner}, please act on it or hand it on."
+    if previous_name or p.previous_owner:
+        text += f" {previous_name or p.previous_owner} handed it over."
+    return text

@@ -356,9 +356,11 @@ class AcceptanceConfig(Strict):
 
 
 class EscalationConfig(Strict):
-    # What happens, once, to an overdue handoff: "reroute" hands it on by the routing rules
-    # (to someone other than the owner who did not pick it up); "flag" only records it.
-    action: Literal["flag", "reroute"] = "flag"
+    # What happens, once, to an overdue handoff: "comment" posts a reminder naming the new
+    # and the previous owner on every linked item (as handoff comments, by each source's
+    # handoff_comment policy); "reroute" hands it on by the routing rules, to someone other
+    # than the owner who did not pick it up; "flag" only records it.
+    action: Literal["flag", "comment", "reroute"] = "flag"
 
 
 class Config(Strict):

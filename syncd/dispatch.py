@@ -57,8 +57,8 @@ def _actor_person(source: str, actor: str | None, config: Config, d: Directory) 
     """The person behind an owner change's actor, when the ledger can tell."""
     if actor is None:
         return None
-    if actor in d.people:
-        return actor
+    if actor in d.people or ":" in actor:
+        return actor  # a person id, or an unmapped "kind:handle"
     kind = "unix" if source == "operator" else None
     for s in config.sources:
         if s.name == source:
@@ -167,32 +167,54 @@ def _escalate(
     now: datetime,
     report: StepReport,
 ) -> None:
-    what = "flagged: not accepted in time"
-    if config.escalation is not None and config.escalation.action == "reroute":
-        cands = [
-            routing.Candidate(**{**vars(x), "unowned_since": p.at})
-            for x in store.candidates(c, only=[p.request_id])
-        ]
-        plan = routing.plan_routing(
-            cands,
-            config.routing,
-            config.teams,
-            _people(config),
-            store.absences(c),
-            store.open_load(c),
-            store.rotation(c),
-            now,
-            1,
-            exclude={p.request_id: p.owner},
+    """Run the escalation owed for one overdue handoff, once."""
+    action = config.escalation.action if config.escalation else "flag"
+    what, note = "flagged: not accepted in time", None
+    if action == "comment":
+        # Told in every linked tool through the handoff-comment machinery, naming the owner
+        # who has not picked it up and the one who handed it over.
+        what = "reminder posted to every linked item"
+        note = acceptance.reminder(p, _display(config, p.owner), _display(config, p.previous_owner))
+    elif action == "reroute":
+        what = _reroute(ledger, c, config, p, now)
+    event_id = store.mark_escalated(c, p, what, now, note=note)
+    if event_id is None:
+        return
+    if action == "comment":
+        ledger._queue_comments(c, p.request_id, event_id, origin="routing", now=now)
+    report.escalated.append(p.key)
+    log.warning("handoff escalated", request=p.key, owner=p.owner, action=what)
+
+
+def _display(config: Config, owner: str | None) -> str | None:
+    return Directory.build(config.people).display(owner)
+
+
+def _reroute(
+    ledger: Ledger, c: sqlite3.Connection, config: Config, p: acceptance.Pending, now: datetime
+) -> str:
+    """Hand an overdue request on by the routing rules, to anyone but its current owner."""
+    cands = [
+        routing.Candidate(**{**vars(x), "unowned_since": p.at})
+        for x in store.candidates(c, only=[p.request_id])
+    ]
+    plan = routing.plan_routing(
+        cands,
+        config.routing,
+        config.teams,
+        _people(config),
+        store.absences(c),
+        store.open_load(c),
+        store.rotation(c),
+        now,
+        1,
+        exclude={p.request_id: p.owner},
+    )
+    for a in plan.assignments:
+        moved = routing.Assignment(
+            a.request_id, a.key, a.owner, f"escalation: {a.why}", a.meant_for, p.owner
         )
-        what = "re-routing found nobody else to take it"
-        for a in plan.assignments:
-            a = routing.Assignment(
-                a.request_id, a.key, a.owner, f"escalation: {a.why}", a.meant_for, p.owner
-            )
-            if store.hand_over(ledger, c, a, now):
-                store.save_rotation(c, plan.rotation, now)
-                what = f"re-routed to {a.owner} by rule {a.why.removeprefix('escalation: ')!r}"
-    if store.mark_escalated(c, p, what, now):
-        report.escalated.append(p.key)
-        log.warning("handoff escalated", request=p.key, owner=p.owner, action=what)
+        if store.hand_over(ledger, c, moved, now):
+            store.save_rotation(c, plan.rotation, now)
+            return f"re-routed to {a.owner} by rule {a.why!r}"
+    return "re-routing found nobody else to take it"

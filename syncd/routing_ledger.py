@@ -254,20 +254,18 @@ def save_rotation(c: sqlite3.Connection, turns: dict[str, str], now: datetime) -
 
 
 def hand_over(ledger: Ledger, c: sqlite3.Connection, a: Assignment, now: datetime) -> bool:
-    """Make one routing handoff: the owner changes only if it is still what routing saw (so
-    a person's change made meanwhile stands), and every linked item is owed the new owner."""
-    changed = c.execute(
-        "UPDATE requests SET owner = ?, owner_at = ?, updated_at = ? WHERE id = ? AND owner IS ?",
-        (a.owner, _iso(now), _iso(now), a.request_id, a.previous_owner),
-    ).rowcount
-    if not changed:
+    """Make one routing handoff, like any other (the owner changes, every linked item is owed
+    the write and its handoff comment), but only if the owner is still the one routing
+    planned from: a person's change made meanwhile stands."""
+    row = c.execute("SELECT owner FROM requests WHERE id = ?", (a.request_id,)).fetchone()
+    if row is None or row[0] != a.previous_owner:
         return False
     if a.meant_for is not None:
         _event(c, a.request_id, "delegated", now, source="routing", from_value=a.meant_for,
                to_value=a.owner, note=a.why, source_at=now)  # fmt: skip
-    _event(c, a.request_id, "owner_changed", now, source="routing", from_value=a.previous_owner,
-           to_value=a.owner, note=a.why, source_at=now)  # fmt: skip
-    ledger._queue_owner_writes(c, a.request_id, origin="routing", actor=None, note=a.why, now=now)
+    ledger._hand_off(
+        c, a.request_id, a.owner, source="routing", actor=None, note=a.why, source_at=now, now=now
+    )
     return True
 
 
@@ -386,17 +384,21 @@ def mark_overdue(c: sqlite3.Connection, request_id: int, now: datetime) -> None:
     )
 
 
-def mark_escalated(c: sqlite3.Connection, p: Pending, what: str, now: datetime) -> bool:
-    """Record the escalation of one overdue handoff; False if one was already recorded."""
+def mark_escalated(
+    c: sqlite3.Connection, p: Pending, what: str, now: datetime, *, note: str | None = None
+) -> int | None:
+    """Record the escalation of one overdue handoff: its event id, or None if one was
+    already recorded."""
     done = c.execute(
         "UPDATE handoffs SET escalated_at = ? WHERE request_id = ? AND escalated_at IS NULL "
         "AND accepted_at IS NULL",
         (_iso(now), p.request_id),
     ).rowcount
-    if done:
-        _event(c, p.request_id, "escalated", now, source="routing", from_value=p.previous_owner,
-               to_value=p.owner, detail=what)  # fmt: skip
-    return bool(done)
+    if not done:
+        return None
+    _event(c, p.request_id, "escalated", now, source="routing", from_value=p.previous_owner,
+           to_value=p.owner, note=note, detail=what)  # fmt: skip
+    return int(c.execute("SELECT last_insert_rowid()").fetchone()[0])
 
 
 def overdue_count(c: sqlite3.Connection) -> int:

@@ -275,7 +275,9 @@ def test_the_step_never_touches_an_owned_request(owned: list[str | None]) -> Non
                              "AND source = 'routing'")  # fmt: skip
         assert events == [{"source": "routing", "note": "all"}] * len(report.routed)
         # Each routing is written back like any handoff: the item is owed the new owner.
-        owed = ledger.rows("SELECT request_id, value FROM outbox WHERE status = 'pending'")
+        owed = ledger.rows(
+            "SELECT request_id, value FROM outbox WHERE status = 'pending' AND field = 'owner'"
+        )
         assert sorted((o["request_id"], o["value"]) for o in owed) == sorted(
             (a.request_id, a.owner) for a in report.routed
         )
