@@ -556,3 +556,19 @@ def load_config(path: str | Path, *, resolve: bool = True) -> Config:
     if "ledger" in doc and not config.ledger.is_absolute():
         config = config.model_copy(update={"ledger": p.parent / config.ledger})
     return config
+
+
+def ledger_named_by(path: str | Path) -> Path:
+    """The ledger a config file names, read leniently: for `syncd reload`, which must find
+    the running daemon's ledger even when the edited config is now invalid (the daemon then
+    reports the problems and keeps the old config)."""
+    p = Path(path)
+    try:
+        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        doc = {}
+    ledger = doc.get("ledger")
+    if not isinstance(ledger, str) or not ledger:
+        return Path(default_ledger_path())
+    named = Path(ledger)
+    return named if named.is_absolute() else p.parent / named

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -40,11 +41,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.config import Config, load_config
 from syncd.cycle import Engine
+from syncd.daemonstate import StateWriter
 from syncd.errors import ConfigError, SyncdError
 from syncd.health import JobState, Progress, Verdict, health, status_line
 from syncd.http import HttpOptions
-from syncd.ledger import Ledger, now_utc
+from syncd.ledger import Ledger, iso, now_utc
 from syncd.notify import Notifier, watchdog_interval
+from syncd.redact import redact
 
 log = structlog.get_logger("syncd.daemon")
 
@@ -83,6 +86,8 @@ class Daemon:
         self._signal: int | None = None
         self._healthy = True
         self._reload_note: str | None = None
+        # When a poll last finished or applied a page: what `syncd status` calls progress.
+        self._last_progress: datetime | None = None
         self.config = self._load()
         path = ledger_path or self.config.ledger
         # Locked before migrating: a second daemon on this ledger refuses without touching it.
@@ -101,6 +106,8 @@ class Daemon:
             self.engine.close()
             self.ledger.close()
             raise
+        # For `syncd status` and `syncd reload`: who holds the ledger, progress, reloads.
+        self.state = StateWriter(self.ledger.path)
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=_MAX_WORKERS)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -164,11 +171,14 @@ class Daemon:
         finally:
             with self._state_lock:
                 job.finished(now_utc(), ok, error)
+                self._last_progress = job.last_end
                 self._in_use.pop(name, None)
 
     def _progressed(self, job: JobState) -> None:
         with self._state_lock:
-            job.progressed(now_utc())
+            now = now_utc()
+            job.progressed(now)
+            self._last_progress = now
 
     def _running(self) -> list[str]:
         with self._state_lock:
@@ -207,6 +217,9 @@ class Daemon:
             when = now_utc().astimezone().strftime("%H:%M")
             self._reload_note = f"reload at {when} failed, previous config kept"
             self.notifier.send("READY=1")
+            # After READY=1: `syncd reload` (the unit's ExecReload) returns once this is
+            # written, and systemd has then seen the reload end.
+            self.state.reloaded(False, [redact(p) for p in problems])
             return False
         if self.ledger_override is None and config.ledger != self.ledger.path:
             log.warning(
@@ -221,6 +234,7 @@ class Daemon:
         self._reload_note = None
         log.info("config reloaded", sources=sorted(engine.adapters))
         self.notifier.send("READY=1")
+        self.state.reloaded(True, [])
         return True
 
     def _close_retired(self) -> None:
@@ -276,6 +290,9 @@ class Daemon:
         return verdict, line
 
     def _tick(self) -> None:
+        with self._state_lock:
+            progress = iso(self._last_progress)
+        self.state.progressed(progress, time.monotonic())
         verdict, line = self.check()
         if verdict.healthy:
             self.notifier.send(f"STATUS={line}", "WATCHDOG=1")
@@ -334,6 +351,7 @@ class Daemon:
             )
             _, line = self.check()
             self.notifier.send("READY=1", f"STATUS={line}")
+            self.state.started()
             # Half the watchdog period at most, as systemd asks; a second at most, for STATUS.
             tick = min(_TICK, watchdog_interval() or _TICK)
             while not self.stop.wait(tick):
@@ -343,6 +361,7 @@ class Daemon:
                 self._close_retired()
                 self._tick()
             clean = self._shutdown()
+            self.state.stopped()
             log.info("stopped", clean=clean)
             return 0
         finally:

@@ -240,58 +240,62 @@ def history_view(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def _rate(s: Mapping[str, Any]) -> str | None:
-    if s["rate_remaining"] is None:
-        return None
-    text = f"{s['rate_remaining']}/{s['rate_limit'] if s['rate_limit'] is not None else '?'}"
-    if s["rate_reset_at"]:
-        text += f" reset {when(s['rate_reset_at'])}"
-    return text
+def daemon_line(d: Mapping[str, Any] | None, now: datetime) -> str:
+    """Whether a daemon holds the ledger, its pid, and when it last made progress."""
+    if not d:
+        return "daemon: unknown"
+    progress = (
+        f"last progress {ago(d['last_progress_at'], now)}"
+        if d["last_progress_at"]
+        else "no progress recorded yet"
+    )
+    pid = d["pid"]
+    if d["running"]:
+        return f"daemon: running, pid {pid}; {progress}"
+    if d["running"] is None:
+        alive = "alive" if d["pid_alive"] else "not running"
+        return f"daemon: cannot tell (lock not readable); pid {pid} {alive}; {progress}"
+    if pid is None:
+        return "daemon: not running (no daemon has held this ledger)"
+    alive = "still alive but not holding the ledger" if d["pid_alive"] else "gone"
+    stopped = f", stopped {ago(d['stopped_at'], now)}" if d["stopped_at"] else ""
+    return f"daemon: NOT RUNNING (last pid {pid} {alive}{stopped}); {progress}"
 
 
 def status_view(st: Mapping[str, Any]) -> str:
+    """Narrow enough for an 80-column terminal: details go on lines of their own."""
+    now = parse_iso(st["now"]) or datetime.now().astimezone()
     sources = st["sources"]
     out = []
+    if "daemon" in st:
+        out.append(daemon_line(st["daemon"], now))
     if sources:
         out.append(
             table(
-                [
-                    "SOURCE",
-                    "HEALTH",
-                    "LAST SUCCESS",
-                    "LAG",
-                    "ITEMS",
-                    "PENDING",
-                    "DEAD",
-                    "SKIPPED",
-                    "QUARANTINED",
-                    "RATE LIMIT",
-                    "RETRY AT",
-                ],
+                ["SOURCE", "HEALTH", "LAST SUCCESS", "ITEMS", "OUTBOX", "QUARANTINED", "RATE"],
                 [
                     [
                         f"{s['source']} ({s['kind'] or '?'})",
                         s["health"],
-                        when(s["last_success_at"]),
-                        span(s["lag_seconds"]),
+                        ago(s["last_success_at"], now),
                         s["items_seen"],
-                        s["outbox_pending"],
-                        s["outbox_dead"],
-                        s["outbox_skipped"],
+                        f"{s['outbox_pending']}/{s['outbox_dead']}/{s['outbox_skipped']}",
                         s["quarantined"],
-                        _rate(s),
-                        when(s["retry_at"]),
+                        _rate_short(s),
                     ]
                     for s in sources
                 ],
             )
         )
+        out.append("(OUTBOX: write-backs pending/dead/skipped)")
         for s in sources:
             if s["last_error"]:
                 out.append(
                     f"{s['source']}: last poll failed {when(s['last_error_at'])}: "
                     f"{clip(s['last_error'], ERROR_WIDTH)}"
                 )
+            if s["retry_at"]:
+                out.append(f"{s['source']}: the source asked to wait until {when(s['retry_at'])}")
     else:
         out.append("no sources have been polled yet")
     t = st["totals"]
@@ -301,6 +305,12 @@ def status_view(st: Mapping[str, Any]) -> str:
         f"{t['outbox_skipped']} skipped; {t['quarantined']} items quarantined"
     )
     return shown("\n".join(out))
+
+
+def _rate_short(s: Mapping[str, Any]) -> str | None:
+    if s["rate_remaining"] is None:
+        return None
+    return f"{s['rate_remaining']}/{s['rate_limit'] if s['rate_limit'] is not None else '?'}"
 
 
 def people_view(data: Mapping[str, Any]) -> str:

@@ -136,3 +136,21 @@ def test_a_pipe_gets_every_row_uncut(story: Story) -> None:
     out = syncd("--ledger", story.path, "ls").stdout
     assert len(out.splitlines()) == 1 + 63
     assert "\x1b[" not in out
+
+
+def test_status_fits_the_terminal_and_marks_failing_sources(story: Story) -> None:
+    code, out = syncd_on_terminal("--ledger", story.path, "status", columns=80)
+    assert code == 0
+    lines = out.splitlines()
+    plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines]
+    assert max(len(line) for line in plain) <= 80
+    # No daemon has held this ledger: said first, in red.
+    assert plain[0] == "daemon: not running (no daemon has held this ledger)"
+    assert lines[0].startswith("\x1b[31")
+    ops = next(line for line in lines if "ops (jira)" in line)
+    assert ops.startswith("\x1b[31")  # failing
+    code, out = syncd_on_terminal(
+        "--ledger", story.path, "status", columns=50, env={"NO_COLOR": "1"}
+    )
+    assert "\x1b[" not in out
+    assert max(len(line) for line in out.splitlines()) <= 50

@@ -636,10 +636,12 @@ def runnable_copy(unit: Path, into: Path, name: str | None = None) -> Path:
     """The unit with ExecStart pointing at this venv's syncd, so that verify, which insists
     that the program exists, checks everything else exactly as shipped."""
     text = unit.read_text()
-    shipped = "ExecStart=/opt/syncd/venv/bin/syncd "
-    assert text.count(shipped) == 1
+    for directive in ("ExecStart", "ExecReload"):
+        shipped = f"{directive}=/opt/syncd/venv/bin/syncd "
+        assert text.count(shipped) == 1
+        text = text.replace(shipped, f"{directive}={SYNCD_BIN} ")
     copy = into / unit.name
-    copy.write_text(text.replace(shipped, f"ExecStart={SYNCD_BIN} "))
+    copy.write_text(text)
     if name is None:
         return copy
     (into / name).symlink_to(copy.name)
@@ -690,7 +692,14 @@ def test_unit_is_what_the_daemon_expects() -> None:
     assert one(unit, "Type") == "notify"
     assert one(unit, "NotifyAccess") == "main"
     assert one(unit, "ExecStart").split()[1:] == ["--config", DEFAULT_CONFIG_PATH, "run"]
-    assert one(unit, "ExecReload") == "/bin/kill -HUP $MAINPID"
+    # Waits for the daemon's answer, so `systemctl reload` returns after the reload.
+    assert one(unit, "ExecReload").split()[1:] == [
+        "--config",
+        DEFAULT_CONFIG_PATH,
+        "reload",
+        "--pid",
+        "$MAINPID",
+    ]
     assert one(unit, "Restart") == "on-failure"
     assert one(unit, "StateDirectory") == "syncd"
     assert one(unit, "ConfigurationDirectory") == "syncd"
@@ -714,12 +723,14 @@ def test_template_differs_from_the_unit_only_where_instances_must() -> None:
     assert differ == {
         "Description",
         "ExecStart",
+        "ExecReload",
         "SyslogIdentifier",
         "StateDirectory",
         "LoadCredential",
     }
     assert one(UNITS / "syncd@.service", "StateDirectory") == "syncd-%i"
     assert "/etc/syncd/%i.toml" in one(UNITS / "syncd@.service", "ExecStart")
+    assert "/etc/syncd/%i.toml" in one(UNITS / "syncd@.service", "ExecReload")
 
 
 def test_a_long_job_that_keeps_progressing_is_not_hung() -> None:
@@ -734,3 +745,65 @@ def test_a_long_job_that_keeps_progressing_is_not_hung() -> None:
     job.finished(t0 + timedelta(minutes=12), True, None)
     job.progressed(t0 + timedelta(minutes=13))  # late calls after the end change nothing
     assert job.running_since is None
+
+
+# -- `syncd reload`: what the unit's ExecReload runs --------------------------------------------
+
+
+def test_reload_returns_after_the_daemon_has_reloaded(service: Service) -> None:
+    svc, notify = service, service.notify
+    proc = svc.start()
+    ready = notify.wait_for(has("READY"), "READY=1")
+    svc.write_config(extra_sources=source("web", "acme/web", svc.gh.base_url))
+    result = cli("--config", str(svc.config), "reload", "--pid", str(proc.pid))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"reloaded: the daemon (pid {proc.pid}) runs the new config\n"
+    # By the time it returned, systemd had been told the reload began and ended.
+    seen = notify.snapshot()[ready + 1 :]
+    reloading = next(i for i, m in enumerate(seen) if m.get("RELOADING") == "1")
+    assert any(m.get("READY") == "1" for m in seen[reloading:])
+    assert svc.events("config reloaded")
+
+    # A broken config: exit 1 with the problems; the daemon keeps running the old one.
+    svc.config.write_text(svc.config.read_text().replace('interval = "1s"', 'interval = "2h1h"', 1))
+    result = cli("--config", str(svc.config), "reload")  # the pid from the ledger's lock
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == (
+        f"syncd: error: {svc.config}: reload failed; the daemon keeps running the previous config"
+    )
+    assert any("sources[0] (api).interval: '2h1h': 'h' appears twice" in ln for ln in lines[1:])
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    assert wait_exit(proc, timeout=15)[0] == 0
+
+
+def test_status_says_whether_a_daemon_holds_the_ledger(service: Service) -> None:
+    proc = service.start()
+    service.notify.wait_for(has("READY"), "READY=1")
+    deadline = time.monotonic() + 15
+    daemon: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        daemon = json.loads(cli("--config", str(service.config), "status", "--json").stdout)[
+            "daemon"
+        ]
+        if daemon["last_progress_at"]:
+            break
+        time.sleep(0.2)
+    assert daemon["running"] is True
+    assert daemon["pid"] == proc.pid
+    assert daemon["pid_alive"] is True
+    assert daemon["last_progress_at"] is not None
+    text = cli("--config", str(service.config), "status").stdout
+    assert text.splitlines()[0].startswith(f"daemon: running, pid {proc.pid}; last progress ")
+
+    proc.send_signal(signal.SIGTERM)
+    assert wait_exit(proc, timeout=15)[0] == 0
+    stopped = json.loads(cli("--config", str(service.config), "status", "--json").stdout)
+    assert stopped["daemon"]["running"] is False
+    assert stopped["daemon"]["pid_alive"] is False
+    first = cli("--config", str(service.config), "status").stdout.splitlines()[0]
+    assert first.startswith(f"daemon: NOT RUNNING (last pid {proc.pid} gone, stopped ")
+    nothing = cli("--config", str(service.config), "reload")
+    assert nothing.returncode == 1
+    assert nothing.stderr == f"syncd: error: no daemon holds {service.ledger}; nothing to reload\n"

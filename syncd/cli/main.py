@@ -144,6 +144,7 @@ for command in (
     handoff.assign_command,
     running.sync_command,
     running.run_command,
+    running.reload_command,
     running.demo_command,
     config_commands.config_group,
 ):

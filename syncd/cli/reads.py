@@ -21,6 +21,7 @@ from syncd.cli.options import (
     request_argument,
 )
 from syncd.config import Config
+from syncd.daemonstate import daemon_status
 from syncd.errors import NotFound
 from syncd.ledger import Ledger, iso, now_utc
 from syncd.lookup import find_owner, find_request
@@ -321,8 +322,12 @@ def _stale_after(config: Config | None) -> dict[str, timedelta]:
 @paths_option
 @pass_env
 def status_command(env: Env, as_json: bool) -> None:
-    """Per source: health, last successful poll and lag, last error, items seen, write-backs
-    pending / dead / skipped, quarantined items, rate limit and retry time; then totals.
+    """First whether a daemon holds the ledger (its pid, and whether that process is alive)
+    and when it last made progress (a poll finished or a page applied). Then per source:
+    health, last successful poll, items, write-backs pending / dead / skipped, quarantined
+    items and rate limit, with the last error and any retry time below; then totals. On a
+    terminal it fits the width; failing sources and a stopped daemon are red, stale ones
+    yellow (NO_COLOR turns colour off).
 
     Health is "failing" when the last poll failed, "never" before a first success, and
     "stale" when the last success is older than two poll intervals plus jitter and
@@ -332,14 +337,25 @@ def status_command(env: Env, as_json: bool) -> None:
     Examples:
       syncd status
       syncd status --json | jq '.sources[] | select(.health != "ok")'
+      syncd status --json | jq .daemon
     """
     config = env.read_config()
     with env.read_ledger(config) as ledger:
         st = queries.source_status(ledger, now=now_utc(), stale_after=_stale_after(config))
+        st["daemon"] = daemon_status(ledger.path)
     if as_json:
         emit_json(st)
-    else:
-        click.echo(render.status_view(st))
+        return
+    term = Terminal.detect()
+    styles: dict[int, Style] = {}
+    if not st["daemon"]["running"]:
+        styles[0] = "bad"
+    for i, s in enumerate(st["sources"], start=2):  # after the daemon line and the header
+        if s["health"] == "failing" or s["outbox_dead"]:
+            styles[i] = "bad"
+        elif s["health"] in ("stale", "never"):
+            styles[i] = "warn"
+    click.echo(term.lines(render.status_view(st), styles))
 
 
 @click.command("people", short_help="People, their handles per tool, unmapped identities.")

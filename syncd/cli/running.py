@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import click
 
-from syncd import queries
+from syncd import daemonstate, queries
 from syncd.cli.options import (
+    DURATION_HELP,
     Env,
     check_writable,
+    duration_option_value,
     http_options,
     pass_env,
     paths_option,
     trace_option,
 )
+from syncd.config import ledger_named_by
 from syncd.errors import ConfigError, NotFound, SyncdError
 from syncd.ledger import Ledger, now_utc
 from syncd.redact import redact
@@ -145,3 +152,67 @@ def demo_command(trace_http: Path | None, keep: bool, no_email: bool) -> None:
         cli.main(args, prog_name="syncd", standalone_mode=False)
 
     sys.exit(run_demo(trace_http=trace_http, keep=keep, email=not no_email, show=show))
+
+
+@click.command("reload", short_help="Have the running daemon re-read its config; wait for it.")
+@click.option(
+    "--pid",
+    type=click.IntRange(min=1),
+    metavar="PID",
+    help="The daemon's pid (the unit passes $MAINPID). Default: the daemon holding the ledger.",
+)
+@click.option(
+    "--timeout",
+    callback=duration_option_value,
+    default="50s",
+    show_default=True,
+    metavar="DURATION",
+    help="How long to wait for the daemon's answer. " + DURATION_HELP,
+)
+@paths_option
+@pass_env
+def reload_command(env: Env, pid: int | None, timeout: timedelta) -> None:
+    """Send the daemon SIGHUP and wait until it has reloaded its config, or failed to.
+
+    Prints "reloaded" and exits 0 once the new config is in effect. If the new config is
+    invalid, the daemon keeps running the previous one: this prints each problem and exits
+    1. The unit's ExecReload= runs this, so `systemctl reload syncd` returns only after the
+    reload has finished or failed, and says so.
+
+    \b
+    Examples:
+      syncd reload
+      syncd --config /etc/syncd/ops.toml reload
+      syncd --config /etc/syncd/syncd.toml reload --pid "$MAINPID"
+    """
+    # Not validated here: the daemon checks the new config and reports its problems.
+    ledger = env.ledger_override or ledger_named_by(env.config_path)
+    if pid is None:
+        if not daemonstate.lock_held(ledger):
+            raise SyncdError(f"no daemon holds {ledger}; nothing to reload")
+        pid = daemonstate.lock_pid(ledger)
+        if pid is None:
+            raise SyncdError(f"cannot tell the daemon's pid from {daemonstate.lock_path(ledger)}")
+    before = daemonstate.read_state(ledger)
+    done = before.get("reloads", 0) if before.get("pid") == pid else 0
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout.total_seconds()
+    while time.monotonic() < deadline:
+        state = daemonstate.read_state(ledger)
+        if state.get("pid") == pid and state.get("reloads", 0) > done:
+            if state.get("reload_ok"):
+                click.echo(f"reloaded: the daemon (pid {pid}) runs the new config")
+                return
+            raise ConfigError(
+                str(env.config_path),
+                [
+                    "reload failed; the daemon keeps running the previous config",
+                    *state.get("reload_problems", []),
+                ],
+            )
+        if not daemonstate.pid_alive(pid):
+            raise SyncdError(f"the daemon (pid {pid}) exited during the reload")
+        time.sleep(0.05)
+    raise SyncdError(
+        f"the daemon (pid {pid}) did not finish reloading within {timeout.total_seconds():g}s"
+    )
