@@ -608,8 +608,18 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                 continue
             member = self._member_id(handle, board)
             if member in members:
-                self.client.request("DELETE", f"cards/{card_id}/idMembers/{member}")
+                self._remove_member(card_id, member)
         return self.read_owners(ref)
+
+    def _remove_member(self, card_id: str, member: str) -> None:
+        try:
+            self.client.request("DELETE", f"cards/{card_id}/idMembers/{member}")
+        except FatalError:
+            last = self.client.last_response
+            if last is None or last.status_code != 400 or "not on the card" not in last.text:
+                raise
+            # A person took them off since syncd read the card: what syncd wanted, and the
+            # owners read back next tell the outbox that someone else was at work here.
 
     def _member_id(self, handle: str, board: str) -> str:
         if _ID.match(handle.lower()):

@@ -833,6 +833,17 @@ class Ledger:
                     (rid, ts, value, f"{status}: {error}", link_id),
                 )
 
+    def record_race(self, outbox_id: int, detail: str, now: datetime | None = None) -> None:
+        """A write-back that met a person's concurrent change: kept as an event, so the
+        request's timeline says why the next poll changes its owner."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO events (request_id, at, kind, field, source, to_value, detail) "
+                "SELECT o.request_id, ?, 'race', 'owner', l.source, o.value, ? "
+                "FROM outbox o JOIN links l ON l.id = o.link_id WHERE o.id = ?",
+                (iso(now or now_utc()), detail, outbox_id),
+            )
+
     def due_comments(
         self, source: str, now: datetime | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:

@@ -58,10 +58,34 @@ def plan_write(
                 "skip",
                 reason=f"{target} has no {kind} handle; add one under [[people]] to write it back",
             )
+        if add.casefold() in {h.casefold() for h in current}:
+            # Already a co-owner there (an earlier try added it and stopped before the
+            # removal): only the removal is still owed.
+            add = None
     remove = tuple(
         h for h in current if current_owner is not None and d.owner_for(kind, h) == current_owner
     )
     return WriteAction("write", add=add, remove=remove)
+
+
+def explained(current: tuple[str, ...], action: WriteAction) -> set[str]:
+    """The owners a tool should report after `action`, if nobody else touched the item:
+    those read just before it, plus the one added, minus the ones removed. Pure."""
+    removed = {h.casefold() for h in action.remove}
+    out = {h.casefold() for h in current if h.casefold() not in removed}
+    if action.add is not None:
+        out.add(action.add.casefold())
+    return out
+
+
+def race_text(
+    ref: str, current: tuple[str, ...], after: tuple[str, ...], expected: set[str]
+) -> str:
+    return (
+        f"a person changed the owners of {ref} while syncd wrote: it read {list(current)}, "
+        f"its change explains {sorted(expected)}, the tool shows {list(after)}; "
+        "the next poll takes the person's change"
+    )
 
 
 def backoff(attempts: int) -> timedelta:
@@ -77,6 +101,7 @@ class DrainStats:
     skipped: int = 0
     failed: int = 0
     dead: int = 0
+    raced: int = 0  # written, but a person changed the item meanwhile
 
 
 def drain(
@@ -110,6 +135,25 @@ def drain(
                 )
                 ledger.mark_attempt(row["id"])
                 after = adapter.write_owner(row["ref"], action.add, action.remove, handoff)
+                expected = explained(current, action)
+                if {h.casefold() for h in after} != expected:
+                    # Someone else changed the item between the read and the answer. The
+                    # snapshot keeps what syncd last saw, so the next poll reads the tool as
+                    # changed and reconciles it (an owner change at the source, with the
+                    # tool's time, or a conflict decided by time): nothing a person did is
+                    # taken for syncd's own write.
+                    detail = race_text(row["ref"], current, after, expected)
+                    ledger.finish_write(row["id"], "done", wrote=True, echo=False)
+                    ledger.record_race(row["id"], detail)
+                    stats.raced += 1
+                    log.warning(
+                        "write-back raced a person",
+                        source=adapter.name,
+                        request=row["key"],
+                        ref=row["ref"],
+                        detail=detail,
+                    )
+                    continue
                 if pick_owner(after, target, adapter.kind, directory) != target:
                     raise FatalError(
                         adapter.name,
