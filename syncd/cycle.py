@@ -30,6 +30,8 @@ from syncd.outbox import DrainStats, drain, drain_comments
 from syncd.people import Directory
 from syncd.redact import redact
 
+# At most this many quarantined items are named in one poll's log line.
+_NAMED_QUARANTINE = 20
 log = structlog.get_logger("syncd.cycle")
 
 
@@ -113,6 +115,7 @@ class Engine:
         result = PollResult(name, ok=True)
         before = self._count(adapter)
         retry_at: datetime | None = None
+        quarantined: list[str] = []
         try:
             run_commands = isinstance(adapter.config, CommentSettings) and adapter.config.commands
             for page in adapter.pull(self.ledger.cursor(name)):
@@ -120,6 +123,11 @@ class Engine:
                     name, kind, page, self.directory, commands=run_commands
                 )
                 _add(result.applied, stats)
+                # Named in the poll's log line, so an operator sees which items and why.
+                quarantined += [
+                    f"{q.ref or '(no ref)'}: {q.reason}"
+                    for q in page.quarantined[: _NAMED_QUARANTINE - len(quarantined)]
+                ]
                 result.pages += 1
                 if progress is not None:
                     progress()
@@ -161,6 +169,7 @@ class Engine:
             changed=result.applied.changed,
             conflicts=result.applied.conflicts,
             quarantined=result.applied.quarantined,
+            quarantined_items=quarantined or None,
             requests=result.requests,
             error=result.error,
         )

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from syncd.sandbox.server import Fault
 from tests.toolworld import ToolWorld, tool_world  # noqa: F401  (fixture)
@@ -87,7 +88,13 @@ def test_an_unreadable_owner_field_quarantines_the_item_and_changes_nothing(
     world.emulator(source).faults.add(
         Fault(method="GET", times=None, rewrite=damaging(world, source, damage))
     )
-    world.sync(source)
+    with capture_logs() as logs:
+        world.sync(source)
+    (poll,) = [e for e in logs if e["event"] == "poll"]
+    named = poll["quarantined_items"]
+    assert len(named) == 1
+    assert named[0].startswith(f"{world.ref(source, 1)}: ")
+    assert reason in named[0]
 
     (quarantined,) = world.ledger.rows("SELECT * FROM quarantine WHERE source = ?", (source,))
     assert quarantined["ref"] == world.ref(source, 1)
