@@ -61,7 +61,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
@@ -70,12 +70,39 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator
 
-from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries, present, typed
+from syncd.adapters.base import (
+    Adapter,
+    MemoryStore,
+    StateStore,
+    Unreadable,
+    is_loopback,
+    owner_entries,
+    present,
+    typed,
+)
+from syncd.adapters.github_activity import (
+    CommentFeed,
+    group_activity,
+    latest_assignment,
+    marker_comment,
+    read_comment,
+)
 from syncd.config import CommentSettings, SecretRef, SecretsUnreadable
 from syncd.crossref import extract_keys, github_issue_keys
 from syncd.errors import ConfigError, FatalError, MalformedResponse
 from syncd.http import ApiClient, HttpOptions, header_int, parse_epoch, parse_retry_after
-from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, RateBudget, State
+from syncd.models import (
+    Activity,
+    Comment,
+    Cursor,
+    Handoff,
+    Observation,
+    Page,
+    Quarantined,
+    RateBudget,
+    State,
+)
+from syncd.notes import plain_text
 from syncd.redact import redact
 
 _REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9_.-]{1,100}$")
@@ -99,6 +126,7 @@ _MAX_SEEN = 1000
 _TICK = timedelta(seconds=1)
 _SETTLED = timedelta(seconds=60)
 
+_MAX_COMMENT_PAGES = 10  # pages of comments read per request chain; the rest come next cycle
 _SECONDARY_WAIT = 60.0
 _SECONDARY_WAIT_CAP = 30 * 60.0
 
@@ -327,6 +355,7 @@ def _origin(url: str) -> tuple[str, str, int]:
 class GitHubAdapter(Adapter[GitHubConfig]):
     kind = "github"
     Config = GitHubConfig
+    comments = True
     default_states: ClassVar[dict[str, State]] = {
         "open": "open",
         "closed": "done",
@@ -350,6 +379,8 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         self.repo = config.repo.lower()
         self._secondary_strikes = 0
         self._last_write: float | None = None
+        self._own_store: MemoryStore | None = MemoryStore()
+        self._store: StateStore = self._own_store
         self.client = ApiClient(
             service="github",
             source=config.name,
@@ -365,8 +396,33 @@ class GitHubAdapter(Adapter[GitHubConfig]):
 
     # -- reading ------------------------------------------------------------------------
 
+    def bind_store(self, store: StateStore) -> None:
+        self._store, self._own_store = store, None
+
     def pull(self, cursor: Cursor | None) -> Iterator[Page]:
+        feed: CommentFeed | None = None
+        said: dict[int, list[Activity]] = {}
+        if self.config.wants_comments:
+            feed = CommentFeed.resume(cursor, _format_time(datetime.now(UTC)))
+            said = self._read_comments(feed)
+        for page, last in self._pull_issues(cursor, said):
+            if feed is not None and page.cursor is not None:
+                # The comment feed moves on with the last page only: a pull that fails
+                # half-way reads the comments again (commands run once: the ledger keeps them).
+                before = (cursor or {}).get("comments")
+                if last:
+                    page.cursor["comments"] = feed.cursor(self._comments_etag)
+                elif before is not None:
+                    page.cursor["comments"] = before
+            yield page
+
+    def _pull_issues(
+        self, cursor: Cursor | None, said: dict[int, list[Activity]]
+    ) -> Iterator[tuple[Page, bool]]:
         listing, etag = _Listing.resume(cursor)
+        # What syncd last saw of each issue's assignees is compared only after the first
+        # full listing: importing a repository is not a series of owner changes.
+        incremental = listing.since is not None
         params: dict[str, str] = {
             "state": "all",
             "sort": "updated",
@@ -379,7 +435,10 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         response = self._request("GET", f"repos/{self.repo}/issues", params=params, headers=headers)
         if response.status_code == 304:
             # Nothing changed since the response that etag names, and that response was
-            # read in full (see below), so there is nothing to yield and nothing to store.
+            # read in full (see below), so there is nothing to yield and nothing to store,
+            # unless comments came on issues the listing does not show again (edited ones).
+            if said or not self._comments_unmoved:
+                yield Page(observations=self._commented(said), cursor=dict(cursor or {})), True
             return
         fetched = {str(response.url)}
         first = True
@@ -392,6 +451,15 @@ class GitHubAdapter(Adapter[GitHubConfig]):
                     "not a list",
                 )
             page = self._read_page(items, listing)
+            self._owner_history(page, incremental)
+            page.observations = [
+                replace(o, activity=group_activity(said, int(o.ref.rpartition("#")[2])))
+                if int(o.ref.rpartition("#")[2]) in said
+                else o
+                for o in page.observations
+            ]
+            for o in page.observations:
+                said.pop(int(o.ref.rpartition("#")[2]), None)
             next_url = self._next_url(response, fetched)
             if next_url is None:
                 listing.settle(_server_time(response))
@@ -411,12 +479,134 @@ class GitHubAdapter(Adapter[GitHubConfig]):
                 and len(new_etag) <= _MAX_ETAG
             )
             page.cursor = listing.cursor(new_etag if keep else None)
+            if next_url is None:
+                page.observations += self._commented(said)
             # Only the items of this page are held; the caller applies it before the next.
-            yield page
+            yield page, next_url is None
             if next_url is None:
                 return
             first = False
             response = self._request("GET", next_url)
+
+    # -- who changed the owner, and what people said (see adapters.github_activity) -------
+
+    def _owner_history(self, page: Page, incremental: bool) -> None:
+        """Give observations whose assignees changed their exact time and actor, from the
+        issue's events, and remember the assignees seen (committed with the page)."""
+        keys = {o.ref: "a:" + o.ref.rpartition("#")[2] for o in page.observations}
+        stored = self._store.get(keys.values())
+        out = []
+        for obs in page.observations:
+            key = keys[obs.ref]
+            now = json.dumps(sorted(h.lower() for h in obs.owners))
+            before = stored.get(key)
+            if before != now:
+                page.state[key] = now
+                if before is not None or (incremental and obs.owners):
+                    obs = self._with_assignment(obs)
+            out.append(obs)
+        page.observations = out
+        if self._own_store is not None:  # no ledger: remember in memory
+            self._own_store.apply(page.state)
+
+    def _with_assignment(self, obs: Observation) -> Observation:
+        number = obs.ref.rpartition("#")[2]
+        path = f"repos/{self.repo}/issues/{number}/events"
+        response = self._request("GET", path, params={"per_page": "100"})
+        last = response.links.get("last", {}).get("url")
+        if last is not None and _origin(last) == _origin(self.config.base_url):
+            response = self._request("GET", last)  # the latest events are on the last page
+        events = self.client.json(response)
+        actor, at = latest_assignment(
+            events if isinstance(events, list) else [], obs.owners, _parse_time
+        )
+        if at is None:
+            return obs
+        return replace(obs, owner_actor=actor, owner_changed_at=at)
+
+    _comments_etag: str | None = None
+    _comments_unmoved: bool = True
+
+    def _read_comments(self, feed: CommentFeed) -> dict[int, list[Activity]]:
+        """New comments of the whole repository, by issue number (one request when quiet)."""
+        params = {"sort": "updated", "direction": "asc", "per_page": "100"}
+        if feed.since is not None:
+            params["since"] = feed.since
+        headers = {"If-None-Match": feed.etag} if feed.etag else None
+        response = self._request(
+            "GET", f"repos/{self.repo}/issues/comments", params=params, headers=headers
+        )
+        self._comments_etag, self._comments_unmoved = feed.etag, True
+        if response.status_code == 304:
+            return {}
+        said: dict[int, list[Activity]] = {}
+        fetched = {str(response.url)}
+        pages = 1
+        while True:
+            items = self.client.json(response)
+            for raw in items if isinstance(items, list) else ():
+                read = read_comment(raw, _parse_time)
+                if read is not None and feed.record(read[1], read[2]):
+                    said.setdefault(read[0], []).append(read[3])
+            next_url = self._next_url(response, fetched)
+            if next_url is None or pages >= _MAX_COMMENT_PAGES:
+                break
+            pages += 1
+            response = self._request("GET", next_url)
+        etag = response.headers.get("etag")
+        single = pages == 1 and next_url is None
+        self._comments_unmoved = feed.unmoved
+        self._comments_etag = etag if single and feed.unmoved and etag else None
+        return said
+
+    def _commented(self, said: dict[int, list[Activity]]) -> list[Observation]:
+        """Observations for issues people commented on that the listing did not show:
+        each is read once more, so its comments reach the ledger with it. syncd's own
+        comments need no reading."""
+        out = []
+        for number, acts in sorted(said.items()):
+            if all(a.by_syncd for a in acts):
+                continue
+            response = self._request("GET", f"repos/{self.repo}/issues/{number}")
+            if response.status_code != 200:
+                continue
+            try:
+                obs = self._observe(self.client.json(response), _Item())
+            except Unreadable:
+                continue  # the listing quarantines it when it shows it
+            out.append(replace(obs, activity=group_activity(said, number)))
+        said.clear()
+        return out
+
+    def find_comment(self, ref: str, marker: str) -> str | None:
+        number = self._number(ref)
+        response = self._request(
+            "GET", f"repos/{self.repo}/issues/{number}/comments", params={"per_page": "100"}
+        )
+        fetched = {str(response.url)}
+        for _ in range(_MAX_COMMENT_PAGES):
+            items = self.client.json(response)
+            found = marker_comment(items if isinstance(items, list) else [], marker)
+            if found is not None:
+                return found
+            next_url = self._next_url(response, fetched)
+            if next_url is None:
+                return None
+            response = self._request("GET", next_url)
+        return None
+
+    def post_comment(self, ref: str, comment: Comment) -> str:
+        number = self._number(ref)
+        # Markdown hides an HTML comment: the marker is there for syncd, not for people.
+        body = f"{plain_text(comment)}\n\n<!-- {comment.marker} -->"
+        response = self._write_json(
+            "POST", f"repos/{self.repo}/issues/{number}/comments", {"body": body}
+        )
+        data = self.client.json(response)
+        comment_id = data.get("id") if isinstance(data, dict) else None
+        if response.status_code != 201 or type(comment_id) is not int:
+            raise MalformedResponse(self.name, f"{ref}: the comment answer has no id")
+        return str(comment_id)
 
     def _next_url(self, response: httpx.Response, fetched: set[str]) -> str | None:
         url = response.links.get("next", {}).get("url")
@@ -545,12 +735,15 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         return owners if owners is not None else self.read_owners(ref)
 
     def _write(self, method: str, path: str, logins: list[str]) -> httpx.Response:
+        return self._write_json(method, path, {"assignees": logins})
+
+    def _write_json(self, method: str, path: str, body: dict[str, Any]) -> httpx.Response:
         if self._last_write is not None:
             wait = self.config.write_spacing - (time.monotonic() - self._last_write)
             if wait > 0:
                 self.http.sleep(wait)
         try:
-            return self._request(method, path, json_body={"assignees": logins})
+            return self._request(method, path, json_body=body)
         finally:
             self._last_write = time.monotonic()
 

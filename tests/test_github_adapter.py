@@ -105,6 +105,24 @@ def issue(
     }
 
 
+def assigned_event(
+    ident: int, assignee: str, actor: str, at: str, event: str = "assigned"
+) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "node_id": "MDE1OkFzc2lnbmVkRXZlbnQx",
+        "url": f"https://api.github.com/repos/acme/api/issues/events/{ident}",
+        "actor": user(actor),
+        "event": event,
+        "commit_id": None,
+        "commit_url": None,
+        "created_at": at,
+        "assignee": user(assignee),
+        "assigner": user(actor),
+        "performed_via_github_app": None,
+    }
+
+
 def listing(*items: Any, link: str | None = None, etag: str | None = None) -> httpx.Response:
     headers = {"x-ratelimit-remaining": "4999", "x-ratelimit-limit": "5000"}
     if link:
@@ -414,7 +432,11 @@ def test_boundary_issue_is_dropped_only_while_unchanged(make: Any, router: respx
             issue(1, T0), issue(2, T0, assignees=("bob",)), issue(3, T0), issue(4, T1)
         )
     )
+    # #2's assignees changed since the last pull: its events say who and when; no other
+    # issue's events are read.
+    events = router.get(f"{ISSUES}/2/events").mock(return_value=httpx.Response(200, json=[]))
     [page] = pull(adapter, page.cursor)
+    assert events.call_count == 1
     assert [(o.ref, o.owners) for o in page.observations] == [
         ("acme/api#2", ("bob",)),
         ("acme/api#3", ()),
@@ -994,9 +1016,16 @@ def test_traffic_matches_githubs_description(
     path = f"{ISSUES}/2/assignees"
     router.post(path).mock(return_value=httpx.Response(201, json=issue(2, assignees=("a", "b"))))
     router.delete(path).mock(return_value=httpx.Response(200, json=issue(2, assignees=("b",))))
+    router.get(f"{ISSUES}/1/events").mock(
+        return_value=httpx.Response(200, json=[assigned_event(1, "alice", "carol", T0)])
+    )
     trace_path = tmp_path / "trace.jsonl"
     adapter = make(trace=TraceWriter(trace_path))
-    pull(adapter, {"since": T0, "seen": {}})
+    [first, _] = pull(adapter, {"since": T0, "seen": {}})
+    assert (first.observations[0].owner_actor, first.observations[0].owner_changed_at) == (
+        "carol",
+        datetime.fromisoformat(T0),
+    )
     adapter.read_owners("acme/api#2")
     adapter.write_owner("acme/api#2", "b", ("a",), HANDOFF)
     result = subprocess.run(
@@ -1006,4 +1035,49 @@ def test_traffic_matches_githubs_description(
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 conforming, 0 not conforming" in result.stdout
+    assert "6 conforming, 0 not conforming" in result.stdout
+
+
+def test_an_owner_change_takes_its_time_and_actor_from_the_issue_events(
+    make: Any, router: respx.Router
+) -> None:
+    adapter = make()
+    route = router.get(ISSUES)
+    route.mock(return_value=listing(issue(1, T0, assignees=("alice",)), issue(2, T0)))
+    [page] = pull(adapter)  # the first listing: an import, no events read
+    # Later: #1 handed to bob by carol at T1; a label edit at T2 moved updated_at.
+    route.mock(return_value=listing(issue(1, T2, assignees=("bob",)), issue(2, T2)))
+    events = router.get(f"{ISSUES}/1/events").mock(
+        return_value=httpx.Response(
+            200,
+            json=[
+                assigned_event(1, "alice", "alice", T0),
+                assigned_event(2, "bob", "carol", T1),
+                assigned_event(3, "alice", "carol", T1, event="unassigned"),
+            ],
+        )
+    )
+    [page] = pull(adapter, page.cursor)
+    one, two = page.observations
+    assert (one.owner_actor, one.owner_changed_at) == ("carol", datetime.fromisoformat(T1))
+    assert one.owner_time == datetime.fromisoformat(T1)  # not T2, the label edit
+    assert (two.owner_actor, two.owner_changed_at) == (None, None)  # owner unchanged
+    assert events.call_count == 1
+
+
+def test_events_that_do_not_explain_the_assignees_leave_the_time_unknown(
+    make: Any, router: respx.Router
+) -> None:
+    adapter = make()
+    route = router.get(ISSUES)
+    route.mock(return_value=listing(issue(1, T0, assignees=("alice",))))
+    [page] = pull(adapter)
+    route.mock(return_value=listing(issue(1, T2, assignees=("bob",))))
+    router.get(f"{ISSUES}/1/events").mock(
+        return_value=httpx.Response(200, json=[assigned_event(1, "alice", "alice", T0)])
+    )
+    [page] = pull(adapter, page.cursor)
+    assert (page.observations[0].owner_actor, page.observations[0].owner_changed_at) == (
+        None,
+        None,
+    )

@@ -82,6 +82,28 @@ class _Issue:
     pull_request: bool = False
     draft: bool = False
     labels: list[str] = field(default_factory=list)
+    events: list[_Event] = field(default_factory=list)
+
+
+@dataclass
+class _Event:
+    """An issue event (only `assigned` and `unassigned` are recorded here)."""
+
+    id: int
+    event: str
+    actor: str
+    assignee: str
+    created_at: datetime
+
+
+@dataclass
+class _Comment:
+    id: int
+    number: int  # the issue's
+    user: str
+    body: str
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass
@@ -90,6 +112,8 @@ class _Repo:
     id: int
     collaborators: set[str]
     issues: dict[int, _Issue] = field(default_factory=dict)
+    comments: list[_Comment] = field(default_factory=list)
+    owner: str = ""  # the login before the slash: author_association OWNER
 
 
 class GitHubEmulator(Emulator):
@@ -114,6 +138,9 @@ class GitHubEmulator(Emulator):
         self._users: dict[str, int] = {}
         self._repos: dict[str, _Repo] = {}  # lower-cased full name -> repo; names ignore case
         self._ids = itertools.count(3_100_000_001)  # issue ids are global, past 2**31 now
+        self._event_ids = itertools.count(17_000_000_001)
+        self._comment_ids = itertools.count(2_500_000_001)
+        self.actor = login  # who API writes are made by: the token's user
         self._request_ids = itertools.count(1)
         # The rate limit runs on the wall clock, not `clock`: a client waits in real time.
         self._rate_limit = rate_limit
@@ -129,6 +156,10 @@ class GitHubEmulator(Emulator):
         self.route("PATCH", issue, self._update_issue)
         self.route("POST", issue + "/assignees", self._add_assignees)
         self.route("DELETE", issue + "/assignees", self._remove_assignees)
+        self.route("GET", issue + "/events", self._list_events)
+        self.route("GET", issue + "/comments", self._list_comments)
+        self.route("POST", issue + "/comments", self._create_comment)
+        self.route("GET", "/repos/{owner}/{repo}/issues/comments", self._list_comments)
         self.route("GET", "/rate_limit", self._rate_limit_overview)
         self.route("GET", "/user", lambda r: json_response(200, self._private_user(self.login)))
 
@@ -142,7 +173,8 @@ class GitHubEmulator(Emulator):
         with self.lock:
             repo = self._repos.get(full_name.lower())
             if repo is None:
-                repo = _Repo(full_name, 700_000_001 + len(self._repos), set())
+                repo = _Repo(full_name, 700_000_001 + len(self._repos), set(),
+                             owner=full_name.split("/")[0])  # fmt: skip
                 self._repos[full_name.lower()] = repo
             for login in collaborators:
                 self.add_user(login)
@@ -186,11 +218,25 @@ class GitHubEmulator(Emulator):
         """A PR shares the issue numbering and shows up in the issue list."""
         return self._create(repo, title, body, assignees, user, state, pull=True, draft=draft)
 
-    def set_assignees(self, repo: str, number: int, logins: Iterable[str]) -> None:
-        """Replace the assignees, as someone in the web UI would; only collaborators."""
+    def set_assignees(
+        self, repo: str, number: int, logins: Iterable[str], by: str = "octocat"
+    ) -> None:
+        """Replace the assignees, as `by` would in the web UI; only collaborators."""
         with self.lock:
             r, issue = self._get(repo, number)
-            self._assign(r, issue, self._assignable(r, logins, strict=True))
+            self._assign(r, issue, self._assignable(r, logins, strict=True), by)
+
+    def add_comment(self, repo: str, number: int, body: str, user: str = "octocat") -> int:
+        """`user` comments on the issue; returns the comment id."""
+        with self.lock:
+            r, issue = self._get(repo, number)
+            return self._comment(r, issue, body, user).id
+
+    def comments(self, repo: str, number: int) -> list[dict[str, Any]]:
+        """The issue's comments as the API shows them, oldest first."""
+        with self.lock:
+            r, _ = self._get(repo, number)
+            return [self._comment_json(r, c) for c in r.comments if c.number == number]
 
     def close_issue(
         self, repo: str, number: int, reason: str = "completed", by: str = "octocat"
@@ -217,10 +263,7 @@ class GitHubEmulator(Emulator):
 
     def comment(self, repo: str, number: int) -> None:
         """Someone commented: only the count and updated_at change, not the owner."""
-        with self.lock:
-            issue = self._get(repo, number)[1]
-            issue.comments += 1
-            self._touch(issue)
+        self.add_comment(repo, number, "+1")
 
     def issue(self, repo: str, number: int) -> dict[str, Any]:
         """The issue as `GET /repos/{o}/{r}/issues/{n}` would show it."""
@@ -393,7 +436,7 @@ class GitHubEmulator(Emulator):
             if logins is None:
                 logins = [x] if (x := _optional_str(data, "assignee")) else []
             self._require_assignable(repo, logins)
-            self._assign(repo, issue, logins)
+            self._assign(repo, issue, logins, self.actor)
         state, reason = data.get("state"), data.get("state_reason")
         if state is not None and state not in ("open", "closed"):
             raise _invalid("state", state)
@@ -414,14 +457,71 @@ class GitHubEmulator(Emulator):
         wanted = _logins(_body(request), "assignees") or []
         # Unlike PATCH, this endpoint drops logins that cannot be assigned, without a word.
         added = [x for x in self._assignable(repo, wanted) if x not in issue.assignees]
-        self._assign(repo, issue, (issue.assignees + added)[:MAX_ASSIGNEES])
+        self._assign(repo, issue, (issue.assignees + added)[:MAX_ASSIGNEES], self.actor)
         return json_response(201, self._issue_json(repo, issue))
 
     def _remove_assignees(self, request: Request) -> Response:
         repo, issue = self._find(request)
         gone = set(_logins(_body(request), "assignees") or [])
-        self._assign(repo, issue, [x for x in issue.assignees if x not in gone])
+        self._assign(repo, issue, [x for x in issue.assignees if x not in gone], self.actor)
         return json_response(200, self._issue_json(repo, issue))
+
+    def _paged(self, request: Request, items: list[Any]) -> Response:
+        """One page of `items` (already JSON), with GitHub's Link header for the rest."""
+        per_page = min(100, max(1, _int(request.arg("per_page"), 30)))
+        page = max(1, _int(request.arg("page"), 1))
+        last = max(1, math.ceil(len(items) / per_page))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        kept = [(k, v) for k, values in request.query.items() if k != "page" for v in values]
+        rels = [("prev", page - 1)] if page > 1 else []
+        if page < last:
+            rels += [("next", page + 1), ("last", last)]
+        if page > 1:
+            rels.append(("first", 1))
+        base = f"{self.base_url}{request.path}"
+        link = ", ".join(
+            f'<{base}?{urlencode([*kept, ("page", str(n))])}>; rel="{rel}"' for rel, n in rels
+        )
+        return json_response(200, chunk, {"link": link} if link else None)
+
+    def _list_events(self, request: Request) -> Response:
+        repo, issue = self._find(request)
+        return self._paged(request, [self._event_json(repo, issue, e) for e in issue.events])
+
+    def _list_comments(self, request: Request) -> Response:
+        repo = self._repo_of(request)
+        number = request.params.get("number")
+        if number is not None:
+            self._find(request)
+        since = self._since(request.arg("since"))
+        sort = request.arg("sort", "created")
+        direction = request.arg("direction", "asc")
+        if sort not in ("created", "updated"):
+            raise _invalid("sort", sort)
+        if direction not in ("asc", "desc"):
+            raise _invalid("direction", direction)
+        found = [
+            c
+            for c in repo.comments
+            if (number is None or c.number == int(number))
+            and (since is None or c.updated_at >= since)  # inclusive, as for issues
+        ]
+        # The per-issue list is always oldest first; the repository's follows sort/direction.
+        if number is None:
+            found.sort(
+                key=lambda c: (c.created_at if sort == "created" else c.updated_at, c.id),
+                reverse=direction == "desc",
+            )
+        return self._paged(request, [self._comment_json(repo, c) for c in found])
+
+    def _create_comment(self, request: Request) -> Response:
+        repo, issue = self._find(request)
+        body = _body(request).get("body")
+        if not isinstance(body, str) or not body:
+            raise _invalid("body", code="missing_field")
+        comment = self._comment(repo, issue, body, self.actor)
+        data = self._comment_json(repo, comment)
+        return json_response(201, data, {"location": data["url"]})
 
     def _rate_limit_overview(self, request: Request) -> Response:
         def bucket(resource: str, limit: int, remaining: int) -> dict[str, Any]:
@@ -491,6 +591,10 @@ class GitHubEmulator(Emulator):
             issue = _Issue(number, next(self._ids), title, body or None, user, now, now,
                            pull_request=pull, draft=draft)  # fmt: skip
             issue.assignees = self._assignable(r, assignees, strict=True)[:MAX_ASSIGNEES]
+            issue.events = [
+                _Event(next(self._event_ids), "assigned", user, login, now)
+                for login in issue.assignees
+            ]
             r.issues[number] = issue
             if state == "closed":
                 self._set_state(issue, "closed", "completed", user)
@@ -512,12 +616,26 @@ class GitHubEmulator(Emulator):
             if login not in repo.collaborators:
                 raise _invalid("assignees", login)
 
-    def _assign(self, repo: _Repo, issue: _Issue, logins: list[str]) -> None:
+    def _assign(self, repo: _Repo, issue: _Issue, logins: list[str], by: str) -> None:
         # Only a real change moves updated_at, so a no-op write is not seen as an edit.
         logins = logins[:MAX_ASSIGNEES]
         if logins != issue.assignees:
+            now = self._now()
+            for gone in (x for x in issue.assignees if x not in logins):
+                issue.events.append(_Event(next(self._event_ids), "unassigned", by, gone, now))
+            for new in (x for x in logins if x not in issue.assignees):
+                issue.events.append(_Event(next(self._event_ids), "assigned", by, new, now))
             issue.assignees = logins
             self._touch(issue)
+
+    def _comment(self, repo: _Repo, issue: _Issue, body: str, user: str) -> _Comment:
+        self.add_user(user)
+        now = self._now()
+        comment = _Comment(next(self._comment_ids), issue.number, user, body, now, now)
+        repo.comments.append(comment)
+        issue.comments += 1
+        self._touch(issue)  # as on GitHub: a comment moves the issue's updated_at
+        return comment
 
     def _set_state(self, issue: _Issue, state: str, reason: str | None, by: str | None) -> None:
         if state == "closed":
@@ -618,6 +736,52 @@ class GitHubEmulator(Emulator):
             "description": None,
             "color": "ededed",
             "default": False,
+        }
+
+    def _association(self, repo: _Repo, login: str) -> str:
+        if login.lower() == repo.owner.lower():
+            return "OWNER"
+        # The token's user writes assignees, so it has push access: a collaborator.
+        return "COLLABORATOR" if login in repo.collaborators or login == self.login else "NONE"
+
+    def _event_json(self, repo: _Repo, issue: _Issue, event: _Event) -> dict[str, Any]:
+        return {
+            "id": event.id,
+            "node_id": _node_id("AssignedEvent", event.id),
+            "url": f"{self.base_url}/repos/{repo.full_name}/issues/events/{event.id}",
+            "actor": self._user_json(event.actor),
+            "event": event.event,
+            "commit_id": None,
+            "commit_url": None,
+            "created_at": _ts(event.created_at),
+            "assignee": self._user_json(event.assignee),
+            "assigner": self._user_json(event.actor),
+            "performed_via_github_app": None,
+        }
+
+    def _comment_json(self, repo: _Repo, comment: _Comment) -> dict[str, Any]:
+        api = f"{self.base_url}/repos/{repo.full_name}"
+        url = f"{api}/issues/comments/{comment.id}"
+        return {
+            "url": url,
+            "html_url": f"{self._web}/{repo.full_name}/issues/{comment.number}"
+            f"#issuecomment-{comment.id}",
+            "issue_url": f"{api}/issues/{comment.number}",
+            "id": comment.id,
+            "node_id": _node_id("IssueComment", comment.id),
+            "user": self._user_json(comment.user),
+            "created_at": _ts(comment.created_at),
+            "updated_at": _ts(comment.updated_at),
+            "author_association": self._association(repo, comment.user),
+            "body": comment.body,
+            "reactions": {
+                "url": f"{url}/reactions",
+                "total_count": 0,
+                **dict.fromkeys(
+                    ("+1", "-1", "laugh", "hooray", "confused", "heart", "rocket", "eyes"), 0
+                ),
+            },
+            "performed_via_github_app": None,
         }
 
     def _issue_json(self, repo: _Repo, issue: _Issue, *, single: bool = True) -> dict[str, Any]:
