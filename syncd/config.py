@@ -130,6 +130,12 @@ class SourceConfig(Strict):
     enabled: bool = True
     # Native state name (lower-cased) -> canonical state; overrides the adapter's defaults.
     states: dict[str, State] = Field(default_factory=dict)
+    # The secret the tool signs its webhooks with (GitHub and Jira: the hook's secret; Trello:
+    # the API key's application secret). Without it, hooks for this source are refused.
+    webhook_secret: SecretRef | None = None
+    # Trello signs the body followed by the callback URL exactly as registered, so the URL
+    # the tool calls (through any reverse proxy) must be known. Trello only.
+    webhook_url: str | None = None
     # Secrets resolved at load time; never serialised.
     _secrets: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
 
@@ -153,6 +159,15 @@ class SourceConfig(Strict):
         if isinstance(v, dict):
             return {str(k).lower(): val for k, val in v.items()}
         return v
+
+    @model_validator(mode="after")
+    def _trello_callback(self) -> SourceConfig:
+        if self.type == "trello" and self.webhook_secret is not None and not self.webhook_url:
+            raise ValueError(
+                "webhook_url: Trello signs each hook with its callback URL; set it to the "
+                "URL registered with Trello"
+            )
+        return self
 
     def secret_refs(self) -> dict[str, SecretRef]:
         """Every secret this source names, by field path ("token", "imap.password")."""
@@ -253,6 +268,35 @@ class DaemonConfig(Strict):
     # The most one answer may hold once decompressed; a bigger one fails its source's poll
     # (a gzip bomb, a runaway listing) instead of the daemon's memory.
     max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
+
+
+class HttpConfig(Strict):
+    """The daemon's own listener: webhooks, /healthz and /metrics. Off unless `listen` is set."""
+
+    # "127.0.0.1:8787", or "[::1]:8787". Loopback by default in examples: put a reverse proxy
+    # with TLS in front to receive hooks from the internet.
+    listen: str | None = None
+    # Larger webhook bodies are refused (413) before they are read in full. The payload is
+    # only a hint to poll, so nothing in a large one is needed.
+    max_body: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None:
+            listen_address(v)
+        return v
+
+    def address(self) -> tuple[str, int] | None:
+        return listen_address(self.listen) if self.listen else None
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """ "host:port" (or "[v6]:port") as (host, port); ValueError with a clear message."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'{text!r} is not host:port (e.g. "127.0.0.1:8787")')
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 class MatchingConfig(Strict):
@@ -367,6 +411,7 @@ class Config(Strict):
     ledger: Path = Field(default_factory=lambda: Path(default_ledger_path()))
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     people: list[Person] = Field(default_factory=list)
     teams: list[Team] = Field(default_factory=list)

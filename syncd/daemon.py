@@ -11,6 +11,9 @@ writer. The main thread owns everything systemd sees, over the notify protocol:
   adapter or a stalled scheduler stops the pings, and systemd restarts the service.
 - SIGHUP: RELOADING=1, reload the config, READY=1. An invalid config is logged and the old
   one keeps running.
+- With `[http] listen` set, a listener thread (syncd.listener) takes webhooks, each of which
+  only wakes its source's job (Daemon.wake), and serves /healthz (the same verdict as the
+  watchdog) and /metrics.
 - SIGTERM/SIGINT: STOPPING=1; polls finish the page in hand (its transaction commits), then
   exit 0. A poll still stuck in a request after `stop_timeout` is abandoned, so the stop
   always ends before systemd's TimeoutStopSec.
@@ -28,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -46,8 +49,11 @@ from syncd.errors import ConfigError, SyncdError
 from syncd.health import JobState, Progress, Verdict, health, status_line
 from syncd.http import HttpOptions
 from syncd.ledger import Ledger, iso, now_utc
+from syncd.listener import Hub, Listener, bind, build_app
+from syncd.metrics import DaemonMetrics
 from syncd.notify import Notifier, watchdog_interval
 from syncd.redact import redact
+from syncd.webhooks import HOOK_KINDS, HookTarget
 
 log = structlog.get_logger("syncd.daemon")
 
@@ -59,6 +65,14 @@ _MAX_WORKERS = 8
 # After stop_timeout, how long to wait for a write transaction in progress to commit.
 _QUIESCE = 2.0
 _STOP_POLL = 0.05
+# /healthz trusts the main loop's last verdict only this long: a main loop that stopped
+# ticking is itself unhealthy.
+_VERDICT_FRESH = 5.0
+# Hooks are coalesced: a lone hook polls at once; hooks that follow it (a bulk edit sends one
+# per item) are answered by one more poll once none has come for _WAKE_QUIET, or at the
+# latest _WAKE_MAX_DELAY after the first of them, so a steady stream still polls.
+_WAKE_QUIET = timedelta(seconds=1)
+_WAKE_MAX_DELAY = timedelta(seconds=10)
 
 
 class Daemon:
@@ -88,6 +102,11 @@ class Daemon:
         self._reload_note: str | None = None
         # When a poll last finished or applied a page: what `syncd status` calls progress.
         self._last_progress: datetime | None = None
+        # Webhook wake-ups (see wake): per source, the first and the latest hook that no
+        # run has answered yet (a run answers the hooks received before it started).
+        self._hooked: dict[str, tuple[datetime, datetime]] = {}
+        self._verdict = (True, "starting", time.monotonic())
+        self.listener: Listener | None = None
         self.config = self._load()
         path = ledger_path or self.config.ledger
         # Locked before migrating: a second daemon on this ledger refuses without touching it.
@@ -108,6 +127,7 @@ class Daemon:
             raise
         # For `syncd status` and `syncd reload`: who holds the ledger, progress, reloads.
         self.state = StateWriter(self.ledger.path)
+        self.metrics = DaemonMetrics(lambda: self.ledger.path)
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=_MAX_WORKERS)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -160,11 +180,18 @@ class Daemon:
                 return
             job.started(now_utc())
             self._in_use[name] = engine
+            # This run reads the source afresh: it answers every hook received so far.
+            self._hooked.pop(name, None)
         ok: bool = False
         error: str | None = "internal error"
+        changed = False
+        adapter = engine.adapters[name]
+        before = dict(adapter.request_counts())
+        started = time.monotonic()
         try:
             result = engine.run_source(name, self.stop, progress=lambda: self._progressed(job))
             ok, error = result.ok, result.error
+            changed = bool(result.applied.changed or result.applied.created)
         except Exception as exc:  # keep the scheduler alive whatever one source does
             log.exception("job crashed", source=name)
             error = f"internal error: {type(exc).__name__}"
@@ -173,6 +200,67 @@ class Daemon:
                 job.finished(now_utc(), ok, error)
                 self._last_progress = job.last_end
                 self._in_use.pop(name, None)
+                again = self._hooked.get(name)
+            after = adapter.request_counts()
+            self.metrics.polled(
+                name,
+                time.monotonic() - started,
+                error,
+                ok,
+                {k: n - before.get(k, 0) for k, n in after.items()},
+            )
+        if again is not None:
+            self._run_at(name, self._trailing(*again))
+        if changed and not self.stop.is_set():
+            # A change seen here is owed to other sources now; with webhooks on, their
+            # interval can be long, so their jobs run at once instead of waiting for it.
+            for other in self.ledger.sources_owed():
+                if other != name:
+                    self.wake(other)
+
+    def wake(self, name: str) -> None:
+        """Poll `name` soon: a webhook said it changed, or it is owed a write-back. A lone
+        hook polls at once; a burst of hooks costs two polls (see _WAKE_QUIET)."""
+        now = now_utc()
+        with self._state_lock:
+            job = self.progress.jobs.get(name)
+            if job is None:
+                return
+            first, _ = self._hooked.get(name, (now, now))
+            self._hooked[name] = (first, now)
+            if name in self._in_use:
+                return  # the running job schedules the follow-up when it ends
+            lone = first == now and (job.last_start is None or now - job.last_start > _WAKE_QUIET)
+            at = now if lone else self._trailing(first, now)
+        self._run_at(name, at)
+
+    @staticmethod
+    def _trailing(first: datetime, last: datetime) -> datetime:
+        return min(last + _WAKE_QUIET, first + _WAKE_MAX_DELAY)
+
+    def _run_at(self, name: str, at: datetime) -> None:
+        try:
+            self.scheduler.modify_job(name, next_run_time=at)
+        except Exception:  # the job went away in a reload, or the scheduler is stopping
+            log.debug("wake-up dropped", source=name)
+
+    def hook_target(self, name: str) -> HookTarget | None:
+        """The webhook settings of an enabled source that takes hooks, or None."""
+        with self._state_lock:
+            config, engine = self.config, self.engine
+        if name not in engine.adapters:
+            return None
+        source = config.source(name)
+        if source.type not in HOOK_KINDS or source.webhook_secret is None:
+            return None
+        return HookTarget(name, source.type, source.secret("webhook_secret"), source.webhook_url)
+
+    def health_now(self) -> tuple[bool, str]:
+        """The main loop's last watchdog verdict, if it is fresh."""
+        healthy, reason, at = self._verdict
+        if time.monotonic() - at > _VERDICT_FRESH:
+            return False, "the daemon's main loop is not running"
+        return healthy, reason
 
     def _progressed(self, job: JobState) -> None:
         with self._state_lock:
@@ -221,6 +309,12 @@ class Daemon:
             # written, and systemd has then seen the reload end.
             self.state.reloaded(False, [redact(p) for p in problems])
             return False
+        if config.http.listen != self.config.http.listen:
+            log.warning(
+                "[http] listen changed in the config; restart syncd to use it",
+                listen=config.http.listen,
+                in_use=self.config.http.listen,
+            )
         if self.ledger_override is None and config.ledger != self.ledger.path:
             log.warning(
                 "the ledger path changed in the config; restart syncd to use it",
@@ -246,6 +340,20 @@ class Daemon:
             engine.close()
 
     # -- main loop ---------------------------------------------------------------------
+
+    def _start_listener(self) -> None:
+        address = self.config.http.address()
+        if address is None:
+            return
+        hub = Hub(
+            target=self.hook_target,
+            wake=self.wake,
+            health=self.health_now,
+            metrics=self.metrics,
+            max_body=lambda: self.config.http.max_body,
+        )
+        # Bound here, in the main thread, so a port in use fails the start with exit 1.
+        self.listener = Listener(build_app(hub), bind(*address))
 
     def _scheduler_running(self) -> bool:
         return bool(self.scheduler.state == STATE_RUNNING)
@@ -294,6 +402,7 @@ class Daemon:
             progress = iso(self._last_progress)
         self.state.progressed(progress, time.monotonic())
         verdict, line = self.check()
+        self._verdict = (verdict.healthy, verdict.reason, time.monotonic())
         if verdict.healthy:
             self.notifier.send(f"STATUS={line}", "WATCHDOG=1")
         else:
@@ -340,14 +449,18 @@ class Daemon:
             old[signum] = signal.signal(signum, handler)
         clean = True
         try:
+            self._start_listener()
             self._schedule()
             self.scheduler.start()
+            if self.listener is not None:
+                self.listener.start()
             log.info(
                 "started",
                 pid=os.getpid(),
                 config=str(self.config_path),
                 ledger=str(self.ledger.path),
                 sources=sorted(self.engine.adapters),
+                listen=":".join(map(str, self.listener.address)) if self.listener else None,
             )
             _, line = self.check()
             self.notifier.send("READY=1", f"STATUS={line}")
@@ -365,6 +478,8 @@ class Daemon:
             log.info("stopped", clean=clean)
             return 0
         finally:
+            if self.listener is not None:
+                self.listener.stop()
             for signum, previous in old.items():
                 signal.signal(signum, previous)
             if clean:

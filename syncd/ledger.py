@@ -972,6 +972,18 @@ class Ledger:
                     (remaining, limit, iso(reset), source),
                 )
 
+    def sources_owed(self, now: datetime | None = None) -> list[str]:
+        """Sources with a write-back due now: after a poll that changed something, the
+        daemon runs their jobs at once rather than at their next interval."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT DISTINCT l.source FROM outbox o JOIN links l ON l.id = o.link_id "
+                "WHERE o.status = 'pending' AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?) "
+                "ORDER BY l.source",
+                (iso(now or now_utc()),),
+            ).fetchall()
+        return [r[0] for r in rows]
+
     # -- reads for the CLI ------------------------------------------------------------
 
     def rows(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:

@@ -450,3 +450,55 @@ def source_names(ledger: Ledger) -> set[str]:
             "UNION SELECT source FROM quarantine"
         )
     }
+
+
+# Handoffs nobody has picked up: the request's latest owner change has no `accepted` event
+# after it. Only requests still open, with an owner, count.
+_AWAITING_SQL = """
+SELECT r.key, r.id, r.title, r.state, r.owner, p.name AS owner_name,
+       coalesce(e.source_at, e.at) AS handed_at, e.from_value AS from_owner,
+       e.source, e.actor, e.note
+FROM requests r
+JOIN events e ON e.id = (SELECT max(x.id) FROM events x
+                         WHERE x.request_id = r.id AND x.kind = 'owner_changed')
+LEFT JOIN people p ON p.id = r.owner
+WHERE r.owner IS NOT NULL
+  AND r.state IN (SELECT value FROM json_each(:open))
+  AND NOT EXISTS (SELECT 1 FROM events a
+                  WHERE a.request_id = r.id AND a.kind = 'accepted' AND a.id > e.id)
+ORDER BY handed_at, r.id
+"""
+
+
+def awaiting_acceptance(
+    ledger: Ledger, *, now: datetime, accept_within: timedelta | None
+) -> list[dict[str, Any]]:
+    """Open requests whose latest handoff nobody has accepted yet, oldest first; each with
+    `overdue` (true once `accept_within` has passed; false when no limit is set) and
+    `waiting_seconds`."""
+    rows = _select(ledger, _AWAITING_SQL, {"open": json.dumps(OPEN_STATES)})
+    for row in rows:
+        handed = parse_iso(row["handed_at"])
+        waited = (now - handed).total_seconds() if handed else 0.0
+        row["waiting_seconds"] = int(max(0.0, waited))
+        row["overdue"] = accept_within is not None and waited > accept_within.total_seconds()
+    return rows
+
+
+def acceptance_tracked(ledger: Ledger) -> bool:
+    """Whether anyone has accepted a handoff yet: until then "awaiting acceptance" would
+    mark every owned request, which says nothing."""
+    return bool(
+        ledger.conn.execute("SELECT 1 FROM events WHERE kind = 'accepted' LIMIT 1").fetchone()
+    )
+
+
+def handoff_counts(ledger: Ledger) -> dict[str, int]:
+    """Owner changes recorded per source ("operator" and "routing" included), ever."""
+    return {
+        k[0] or "": n
+        for k, n in _count_by(
+            ledger,
+            "SELECT source, count(*) FROM events WHERE kind = 'owner_changed' GROUP BY source",
+        ).items()
+    }

@@ -13,15 +13,15 @@ from syncd.ledger import Ledger
 from tests.memtool import Clock, MemAdapter, Tool, install
 
 PEOPLE = [
-    Person(id="alice", name="Alice Moreau", handles={"gh": "alice-gh", "jr": "acc-alice"}),
-    Person(id="bob", name="Bob Stone", handles={"gh": "bob-gh", "jr": "acc-bob"}),
+    Person(id="alice", name="Alice Moreau", handles={"github": "alice-gh", "jira": "acc-alice"}),
+    Person(id="bob", name="Bob Stone", handles={"github": "bob-gh", "jira": "acc-bob"}),
 ]
 
 
 @pytest.fixture
 def world(tmp_path: Path):
     clock = Clock()
-    gh, jr = Tool("gh", clock), Tool("jr", clock)
+    gh, jr = Tool("github", clock), Tool("jira", clock)
     path = tmp_path / "ledger.db"
     ledger = Ledger(path)
     engine = Engine(Config(people=PEOPLE, ledger=path), ledger)
