@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 import termios
@@ -36,8 +37,9 @@ TITLE = (
     " \x9b31mred\x9b0m\x1bc"
 )
 NOTE = "covering\x1b]8;;http://evil.example\x07 for Alice\rGOTCHA\x07\x1b[1A"
-HANDLE = "zed\x1b[31m\x07-gh\x08"
+HANDLE = "zed\x1b[38;5;196m\x07-gh\x08"
 ERROR = "HTTP 503\x1b]0;owned\x07 from\r\nthe proxy"
+OWN_COLOURS = re.compile(rb"\x1b\[(?:0|1|2|22|3[0-7]|39)m")
 FORBIDDEN = {b"\x1b": "ESC", b"\x07": "BEL", b"\r": "CR", b"\x08": "BS", b"\x00": "NUL"}
 
 
@@ -164,7 +166,9 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_views_send_no_control_characters_to_a_terminal(
     ledger: Path, command: list[str], visible: list[str]
 ) -> None:
-    out = on_terminal("--ledger", str(ledger), *command)
+    # syncd colours some rows itself on a terminal (plain SGR codes); anything else with
+    # an ESC came from the data. The hostile data uses codes syncd never does.
+    out = OWN_COLOURS.sub(b"", on_terminal("--ledger", str(ledger), *command))
     found = [name for byte, name in FORBIDDEN.items() if byte in out]
     assert not found, f"{command} sent {found} to the terminal: {out!r}"
     text = out.decode("utf-8")
