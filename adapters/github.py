@@ -81,6 +81,7 @@ from syncd.adapters.base import (
     typed,
 )
 from syncd.adapters.github_activity import (
+    TRUSTED_ASSOCIATIONS,
     CommentFeed,
     group_activity,
     latest_assignment,
@@ -88,7 +89,7 @@ from syncd.adapters.github_activity import (
     read_comment,
 )
 from syncd.config import CommentSettings, SecretRef, SecretsUnreadable
-from syncd.crossref import extract_keys, github_issue_keys
+from syncd.crossref import github_issue_keys, read_references
 from syncd.errors import ConfigError, FatalError, MalformedResponse
 from syncd.http import ApiClient, HttpOptions, header_int, parse_epoch, parse_retry_after
 from syncd.models import (
@@ -103,11 +104,23 @@ from syncd.models import (
     State,
 )
 from syncd.notes import plain_text
+from syncd.people import Directory
 from syncd.redact import redact
 
 _REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9_.-]{1,100}$")
 # GitHub logins, plus the "[bot]" suffix of app accounts and the "_" of managed users.
 _LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\[\]-]{0,99}$")
+# author_association values GitHub documents for issues and comments.
+ASSOCIATIONS = (
+    "OWNER",
+    "MEMBER",
+    "COLLABORATOR",
+    "CONTRIBUTOR",
+    "FIRST_TIME_CONTRIBUTOR",
+    "FIRST_TIMER",
+    "MANNEQUIN",
+    "NONE",
+)
 _STATE_KEY = re.compile(r"^(open|closed|closed:[a-z_]{1,40}|label:.{1,100})$")
 
 # What is kept of one issue, whatever arrives: titles are at most 256 characters on GitHub.
@@ -142,6 +155,25 @@ class GitHubConfig(CommentSettings):
     per_page: int = Field(default=100, ge=1, le=100)
     # GitHub asks for at least a second between writes; 0 is for local emulators.
     write_spacing: float = Field(default=1.0, ge=0, le=60)
+    # Whose issues may declare identity ("[OPS-7] ..." titles, "Jira: OPS-7" lines), by
+    # author_association; people under [[people]] with a github handle always may. Anyone
+    # can open an issue on a public repository, so outsiders' declarations are mentions.
+    trusted_authors: list[str] = Field(
+        default_factory=lambda: sorted(TRUSTED_ASSOCIATIONS),
+        description="author_association values whose declarations link",
+    )
+
+    @field_validator("trusted_authors")
+    @classmethod
+    def _associations(cls, v: list[str]) -> list[str]:
+        names = [a.strip().upper() for a in v]
+        bad = [a for a, n in zip(v, names, strict=True) if n not in ASSOCIATIONS]
+        if bad:
+            raise ValueError(
+                f"unknown author_association {', '.join(map(repr, bad))}; use "
+                f"{', '.join(ASSOCIATIONS)}"
+            )
+        return names
 
     @field_validator("repo")
     @classmethod
@@ -323,7 +355,17 @@ def _label_names(raw: object) -> set[str]:
 
 
 def _fingerprint(obs: Observation) -> str:
-    fields = [obs.state, list(obs.owners), obs.title, obs.url, obs.requester, list(obs.mentions)]
+    fields = [
+        obs.state,
+        list(obs.owners),
+        obs.title,
+        obs.url,
+        obs.requester,
+        list(obs.mentions),
+        list(obs.declared),
+        list(obs.relation_kinds),
+        obs.author_trusted,
+    ]
     fields.append(list(obs.labels))
     blob = json.dumps(fields, ensure_ascii=False).encode()
     return hashlib.blake2b(blob, digest_size=8).hexdigest()
@@ -377,6 +419,8 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         # Refs and keys are lower-case: GitHub treats owner and name case-insensitively, and
         # a change of case in the config must not turn every issue into a new one.
         self.repo = config.repo.lower()
+        self._trusted = frozenset(config.trusted_authors)
+        self._people: frozenset[str] = frozenset()  # github handles under [[people]]
         self._secondary_strikes = 0
         self._last_write: float | None = None
         self._own_store: MemoryStore | None = MemoryStore()
@@ -392,6 +436,18 @@ class GitHubAdapter(Adapter[GitHubConfig]):
             },
             options=self.http,
             wait_rule=self._rate_limit_wait,
+        )
+
+    def bind_people(self, directory: Directory) -> None:
+        self._people = frozenset(
+            h.lower() for p in directory.people.values() for h in p.handles_for(self.kind)
+        )
+
+    def author_trusted(self, association: object, login: str | None) -> bool:
+        """Whether an issue's author may declare identity: a trusted author_association,
+        or a person syncd is configured with. A missing association is an outsider's."""
+        return (isinstance(association, str) and association in self._trusted) or (
+            login is not None and login.lower() in self._people
         )
 
     # -- reading ------------------------------------------------------------------------
@@ -678,6 +734,8 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         # no reason to lose the issue.
         requester = login if isinstance(login, str) and _LOGIN.match(login) else None
         keys = github_issue_keys(self.repo, number)
+        trusted = self.author_trusted(raw.get("author_association"), requester)
+        refs = read_references(title, body, self.rules, own=keys, declaring=trusted)
         return Observation(
             source=self.name,
             ref=item.ref,
@@ -688,7 +746,10 @@ class GitHubAdapter(Adapter[GitHubConfig]):
             updated_at=item.updated_at,
             requester=requester,
             keys=keys,
-            mentions=tuple(k for k in extract_keys(title, body) if k not in keys),
+            mentions=refs.mentions,
+            declared=refs.declared,
+            relation_kinds=refs.relation_kinds,
+            author_trusted=trusted,
             labels=_labels(raw.get("labels"))[:_MAX_LABELS],
         )
 

@@ -81,7 +81,7 @@ from pydantic import Field, field_validator, model_validator
 
 from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries, typed
 from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable, Strict
-from syncd.crossref import extract_keys
+from syncd.crossref import References, item_key, read_references, relation_kind, with_links
 from syncd.errors import ConfigError, FatalError, MalformedResponse
 from syncd.http import ApiClient, HttpOptions, header_int, parse_retry_after
 from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, RateBudget, State
@@ -121,6 +121,7 @@ _PAYLOAD = 1000  # characters of a quarantined item kept as evidence
 _MAX_SEEN = 2000
 _ADF_NODES = 20_000  # nodes of one description read for cross-references
 _MAX_LINK_PAGES = 100  # pages of one bulk changelog answer followed
+_MAX_REMOTE_LINKS = 200  # remote links of one issue read
 
 
 class CommentVisibility(Strict):
@@ -147,6 +148,9 @@ class JiraConfig(CommentSettings):
         "account can browse",
     )
     page_size: int = Field(default=100, ge=1, le=100)
+    # Read each changed issue's remote links (one request per changed issue): where Jira's
+    # GitHub integration and people put the URL of the same work in another tool.
+    remote_links: bool = True
     overlap: Duration = timedelta(minutes=1)
     settle: Duration = timedelta(seconds=30)
 
@@ -310,6 +314,7 @@ def owner_change_time(
 
 
 _NEWLINE = object()  # a block boundary while walking a document
+_FENCE = object()  # the end of a code block
 _CARDS = frozenset({"inlineCard", "blockCard", "embedCard"})
 _INLINE = frozenset(
     {"text", "hardBreak", "mention", "emoji", "inlineCard", "date", "status", "mediaInline"}
@@ -317,7 +322,7 @@ _INLINE = frozenset(
 
 
 def adf_text(doc: object, max_nodes: int = _ADF_NODES) -> str:
-    """The text of an Atlassian Document Format tree, with its link targets, for extract_keys.
+    """The text of an Atlassian Document Format tree, with its link targets, for read_references.
 
     Runs of text within a block are joined as written, since one reference can be split
     across differently styled runs; blocks are separated by newlines; every link target (a
@@ -332,6 +337,9 @@ def adf_text(doc: object, max_nodes: int = _ADF_NODES) -> str:
         node = stack.pop()
         if node is _NEWLINE:
             out.append("\n")
+            continue
+        if node is _FENCE:
+            out.append("\n```\n")
             continue
         if not isinstance(node, dict):
             continue
@@ -353,6 +361,10 @@ def adf_text(doc: object, max_nodes: int = _ADF_NODES) -> str:
             block = kind not in _INLINE
             if block:
                 stack.append(_NEWLINE)
+            if kind == "codeBlock":
+                # Fenced as Markdown would be, so nothing in code declares identity.
+                out.append("\n```\n")
+                stack.append(_FENCE)
             stack.extend(reversed(content[: max_nodes - read]))
             if block:
                 stack.append(_NEWLINE)
@@ -425,6 +437,7 @@ class JiraAdapter(Adapter[JiraConfig]):
             token = config.secret("token")
         self.cloud = config.flavor == "cloud"
         self._projects: set[str] = set()  # project keys of the issues read
+        self._links_refused = False  # the site answered 403: issue linking is off
         self.api = "rest/api/3" if self.cloud else "rest/api/2"
         # The signpost's clock; tests replace it.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -512,10 +525,68 @@ class JiraAdapter(Adapter[JiraConfig]):
                 fresh.append(issue)
             window.record(issue.key, issue.updated)
         times = self._owner_times(fresh)
-        page.observations = [
-            replace(i.observation, owner_changed_at=times.get(i.key)) for i in fresh
-        ]
+        for i in fresh:
+            obs = replace(i.observation, owner_changed_at=times.get(i.key))
+            try:
+                obs = self._with_remote_links(obs)
+            except Unreadable as exc:
+                page.quarantined.append(Quarantined(self.name, i.key, exc.reason))
+                continue
+            page.observations.append(obs)
         return page
+
+    # -- remote links -------------------------------------------------------------------
+
+    def _with_remote_links(self, obs: Observation) -> Observation:
+        """`obs` with what its remote links declare: an issue or card URL linked without a
+        relationship, or with one that names no relation ("links to"), is the same work;
+        "is blocked by", "mentioned in" and the like are relations. Read only for issues
+        that changed, so a quiet cycle costs no more than its search."""
+        if not self.config.remote_links or self._links_refused:
+            return obs
+        try:
+            response = self.client.request("GET", f"{self.api}/issue/{obs.ref}/remotelink")
+        except FatalError:
+            last = self.client.last_response
+            status = last.status_code if last is not None else None
+            if status == 404:
+                return obs  # deleted or hidden since the search: nothing to add
+            if status == 403:
+                # Issue linking is switched off on this site: asking again costs a request
+                # per changed issue and can only be refused again.
+                self._links_refused = True
+                return obs
+            raise
+        try:
+            data = self.client.json(response)
+        except MalformedResponse:
+            raise Unreadable("its remote links answer is not JSON") from None
+        if not isinstance(data, list):
+            raise Unreadable(f"its remote links answer is a JSON {type(data).__name__}, not a list")
+        declared: list[str] = []
+        related: list[tuple[str, str | None]] = []
+        for link in data[:_MAX_REMOTE_LINKS]:
+            if not isinstance(link, dict):
+                continue
+            target = link.get("object")
+            url = target.get("url") if isinstance(target, dict) else None
+            key = item_key(url) if isinstance(url, str) else None
+            if key is None:
+                continue  # a link to anything but an issue or card says nothing of identity
+            relationship = link.get("relationship")
+            kind = relation_kind(relationship) if isinstance(relationship, str) else None
+            if kind is None:
+                declared.append(key)
+            else:
+                related.append((key, kind))
+        mine = References(obs.declared, obs.mentions, obs.relation_kinds)
+        refs = with_links(mine, declared, related, own=obs.keys)
+        return replace(
+            obs,
+            declared=refs.declared,
+            mentions=refs.mentions,
+            relation_kinds=refs.relation_kinds,
+        )
 
     def _parse(self, raw: object, item: _Item) -> _Issue:
         """Read one issue, filling `item` as fields are read so a failure can say which."""
@@ -543,6 +614,7 @@ class JiraAdapter(Adapter[JiraConfig]):
             requester = None  # informational; an odd reporter is no reason to lose the issue
         text = self._description(fields.get("description"))
         keys = (f"jira:{key}",)
+        refs = read_references(summary, text, self.rules, own=keys)
         observation = Observation(
             source=self.name,
             ref=key,
@@ -553,7 +625,9 @@ class JiraAdapter(Adapter[JiraConfig]):
             updated_at=updated,
             requester=requester,
             keys=keys,
-            mentions=tuple(k for k in extract_keys(summary, text) if k not in keys),
+            mentions=refs.mentions,
+            declared=refs.declared,
+            relation_kinds=refs.relation_kinds,
             labels=_labels(fields.get("labels"), fields.get("components")),
         )
         history = None if self.cloud else _inline_history(raw.get("changelog"))

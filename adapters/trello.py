@@ -80,7 +80,7 @@ from pydantic import Field, field_validator
 
 from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries, typed
 from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable
-from syncd.crossref import extract_keys
+from syncd.crossref import References, item_key, read_references, with_links
 from syncd.errors import ConfigError, FatalError, MalformedResponse
 from syncd.http import ApiClient, HttpOptions, header_int, parse_retry_after
 from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, RateBudget, State
@@ -91,10 +91,22 @@ from syncd.throttle import SlidingWindow, ThrottledTransport, shared_window
 _ID = re.compile(r"^[0-9a-f]{24}$")
 _SHORT_LINK = re.compile(r"^[A-Za-z0-9]{8,12}$")
 
-ACTION_TYPES = ("addMemberToCard", "removeMemberFromCard", "updateCard", "createCard")
+# An attachment added to a card is how Power-Ups link it to an issue elsewhere: the card is
+# then read again, with its attachments.
+ACTION_TYPES = (
+    "addMemberToCard",
+    "removeMemberFromCard",
+    "updateCard",
+    "createCard",
+    "addAttachmentToCard",
+)
 _MEMBER_ACTIONS = frozenset({"addMemberToCard", "removeMemberFromCard"})
 ACTIONS_LIMIT = 1000  # Trello's maximum; a full answer may have left actions out
-CARD_FIELDS = "name,desc,idList,idMembers,closed,dateLastActivity,shortLink,url,idBoard,labels"
+CARD_FIELDS = (
+    "name,desc,idList,idMembers,closed,dateLastActivity,shortLink,url,idBoard,labels,badges"
+)
+ATTACHMENT_FIELDS = "url,name"
+_MAX_ATTACHMENTS = 200  # attachments of one card read
 # Up to this many changed cards are read one by one; more, and the board's open cards are
 # read in one request instead.
 _PER_CARD = 5
@@ -341,6 +353,8 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         # What read_owners last saw of a card (board, member ids): the outbox reads the
         # owners just before writing, so the write need not read them again.
         self._last_read: dict[str, tuple[str, tuple[str, ...]]] = {}
+        # What each card's attachments linked when last read: card id -> (count, keys).
+        self._attachments: dict[str, tuple[int | None, tuple[str, ...]]] = {}
 
     def bind_people(self, directory: Directory) -> None:
         self._claimed = frozenset(
@@ -388,7 +402,9 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                 if card is not None:
                     cards.append(card)
         bad = dict(mark.bad)
-        page = self._read_cards(board, cards, owner_times(actions), bad, refreshed=sweep)
+        page = self._read_cards(
+            board, cards, owner_times(actions), bad, refreshed=sweep, changed=frozenset(changed)
+        )
         newest = max(actions, key=lambda a: (a.date, a.id)).id if actions else mark.since
         marks[board] = _Mark(newest, now if sweep else mark.swept, bad)
         page.cursor = cursor_of(marks)
@@ -409,8 +425,10 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         bad: dict[str, str],
         *,
         refreshed: bool,
+        changed: frozenset[str] = frozenset(),
     ) -> Page:
-        """Observe `cards`; `bad` (card id -> fingerprint of quarantined cards) is updated."""
+        """Observe `cards`; `bad` (card id -> fingerprint of quarantined cards) is updated.
+        `changed` are the cards the action feed named: their attachments are read again."""
         page = Page()
         for raw in cards:
             try:
@@ -420,6 +438,8 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                     self._refresh_members(board)
                     refreshed = True
                 obs = self._observe(raw, board)
+                if obs is not None:
+                    obs = self._with_attachments(obs, raw, obs.ref in changed)
             except Unreadable as exc:
                 card_id = raw.get("id") if isinstance(raw, dict) else None
                 ref = card_id if isinstance(card_id, str) and _ID.match(card_id) else None
@@ -438,6 +458,50 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                 page.observations.append(replace(obs, owner_changed_at=times.get(obs.ref)))
         page.observations.sort(key=lambda o: o.updated_at)
         return page
+
+    def _with_attachments(
+        self, obs: Observation, raw: dict[str, Any], changed: bool
+    ) -> Observation:
+        """`obs` with what its attachments link: a GitHub issue or Jira issue URL (what the
+        Power-Ups attach) declares the same work; another Trello card is a relation.
+
+        Attachments cost a request per card, so they are read only for a card that has any
+        (its `badges.attachments`) and that changed (the feed named it), or whose count
+        differs from the last read; otherwise what was read last is used again."""
+        count = _attachment_count(raw)
+        cached = self._attachments.get(obs.ref)
+        if count == 0:
+            self._attachments.pop(obs.ref, None)
+            return obs
+        if cached is not None and not changed and cached[0] == count:
+            keys = cached[1]
+        else:
+            keys = self._attachment_keys(obs.ref)
+            self._attachments[obs.ref] = (count, keys)
+        declared = [k for k in keys if not k.startswith("trello:")]
+        related = [(k, "related") for k in keys if k.startswith("trello:")]
+        mine = References(obs.declared, obs.mentions, obs.relation_kinds)
+        refs = with_links(mine, declared, related, own=obs.keys)
+        return replace(
+            obs, declared=refs.declared, mentions=refs.mentions, relation_kinds=refs.relation_kinds
+        )
+
+    def _attachment_keys(self, card_id: str) -> tuple[str, ...]:
+        try:
+            data = self._get(f"cards/{card_id}/attachments", {"fields": ATTACHMENT_FIELDS})
+        except FatalError:
+            last = self.client.last_response
+            if last is not None and last.status_code == 404:
+                return ()  # deleted since it was listed
+            raise
+        if not isinstance(data, list):
+            raise Unreadable(f"its attachments answer is a JSON {type(data).__name__}, not a list")
+        keys = (
+            item_key(a["url"])
+            for a in data[:_MAX_ATTACHMENTS]
+            if isinstance(a, dict) and isinstance(a.get("url"), str)
+        )
+        return tuple(dict.fromkeys(k for k in keys if k is not None))
 
     def _needs_refresh(self, raw: object) -> bool:
         if not isinstance(raw, dict):
@@ -490,6 +554,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             else self.map_state(self._lists.get(list_id, "").strip(), fallback="open")
         )
         keys = (f"trello:{short_link}",)
+        refs = read_references(name, desc, self.rules, own=keys)
         return Observation(
             source=self.name,
             ref=card_id,
@@ -499,7 +564,9 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             owners=tuple(self._handle(m) for m in members),
             updated_at=updated_at,
             keys=keys,
-            mentions=tuple(k for k in extract_keys(name, desc) if k not in keys),
+            mentions=refs.mentions,
+            declared=refs.declared,
+            relation_kinds=refs.relation_kinds,
             labels=_label_names(raw.get("labels")),
         )
 
@@ -670,6 +737,13 @@ def _label_names(raw: object) -> tuple[str, ...]:
         if isinstance(name, str) and name.strip() and name not in names:
             names.append(name[:255])
     return tuple(names[:_MAX_LABELS])
+
+
+def _attachment_count(raw: dict[str, Any]) -> int | None:
+    """The card's attachment count from its badges; None when it does not say."""
+    badges = raw.get("badges")
+    count = badges.get("attachments") if isinstance(badges, dict) else None
+    return count if type(count) is int and count >= 0 else None
 
 
 def _raw_id(raw: object) -> object:

@@ -562,10 +562,39 @@ def read_references(
     return scan.result()
 
 
-def declared_links(keys: Iterable[str], own: Iterable[str] = ()) -> tuple[str, ...]:
-    """Keys from a tool's own link fields (remote links, attachments), deduplicated."""
+def relation_kind(phrase: str) -> str | None:
+    """The relation kind a phrase names ("is blocked by", "mentioned in"), or None: how a
+    Jira remote link's `relationship` is read."""
+    m = _KIND.search(phrase[:200])
+    return m.lastgroup if m else None
+
+
+def with_links(
+    refs: References,
+    declared: Iterable[str] = (),
+    related: Iterable[tuple[str, str | None]] = (),
+    own: Iterable[str] = (),
+) -> References:
+    """`refs` plus what a tool's own link fields say: keys declared (a Jira remote link, a
+    Trello attachment) and keys related with their kind where known."""
     mine = frozenset(own)
-    return tuple(dict.fromkeys(k for k in keys if k not in mine))[:MAX_KEYS]
+    out = dict.fromkeys(refs.declared)
+    for key in declared:
+        if key not in mine and len(out) < MAX_KEYS:
+            out.setdefault(key)
+    kinds = dict(refs.relation_kinds)
+    mentions = dict.fromkeys(k for k in refs.mentions if k not in out)
+    for key, kind in related:
+        if key in mine or key in out or len(mentions) >= MAX_KEYS:
+            continue
+        mentions.setdefault(key)
+        if kind is not None:
+            kinds.setdefault(key, kind)
+    return References(
+        tuple(out),
+        tuple(mentions),
+        tuple((k, kinds[k]) for k in mentions if k in kinds),
+    )
 
 
 def extract_keys(*texts: str | None) -> tuple[str, ...]:

@@ -64,7 +64,23 @@ def _set_prop(spec: Spec, schema: str, path: tuple[str, ...], value: dict[str, A
     node["properties"][path[-1]] = value
 
 
+def _remotelink_ok(spec: Spec) -> dict[str, Any]:
+    get = spec["paths"]["/rest/api/3/issue/{issueIdOrKey}/remotelink"]["get"]
+    schema: dict[str, Any] = get["responses"]["200"]["content"]["application/json"]
+    return schema
+
+
 ERRATA = [
+    Erratum(
+        "jira-cloud-v3.json",
+        "GET /rest/api/3/issue/{key}/remotelink answers one RemoteIssueLink",
+        "the operation answers every remote link of the issue, and its own example in the "
+        "description is a JSON array of RemoteIssueLink objects",
+        lambda s: _remotelink_ok(s)["schema"].get("type") != "array",
+        lambda s: _remotelink_ok(s).update(
+            schema={"type": "array", "items": _remotelink_ok(s)["schema"]}
+        ),
+    ),
     Erratum(
         "jira-cloud-v3.json",
         "Changelog.created is declared RFC 3339 date-time",

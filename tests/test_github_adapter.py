@@ -22,9 +22,12 @@ from pydantic import ValidationError
 
 from syncd.adapters import adapter_class
 from syncd.adapters.github import GitHubAdapter, GitHubConfig
+from syncd.config import Person
+from syncd.crossref import Rules
 from syncd.errors import FatalError, MalformedResponse, RateLimited, RetriableError, SourceError
 from syncd.http import HttpOptions, TraceWriter
 from syncd.models import Handoff, Observation, Page, Quarantined
+from syncd.people import Directory
 
 BASE = "https://api.github.com"
 ISSUES = "/repos/acme/api/issues"
@@ -288,8 +291,72 @@ def test_issue_maps_to_observation(make: Any, router: respx.Router) -> None:
         requester="reporter",
         keys=("github:acme/api#12",),
         mentions=("jira:OPS-7", "github:acme/web#3", "req:42"),
+        relation_kinds=(("jira:OPS-7", "related"),),
     )
     assert obs.updated_at.utcoffset() == timedelta(0)
+
+
+# -- identity: declarations count only from trusted authors -----------------------------------
+
+DECLARING = {"title": "[OPS-7] Login fails", "body": "Jira: OPS-8\nblocked by acme/api#3"}
+
+
+@pytest.mark.parametrize("association", ["OWNER", "MEMBER", "COLLABORATOR"])
+def test_members_declare(make: Any, router: respx.Router, association: str) -> None:
+    item = issue(12, author_association=association, **DECLARING)
+    router.get(ISSUES).mock(return_value=listing(item))
+    [obs] = observations(pull(make()))
+    assert obs.author_trusted
+    assert obs.declared == ("jira:OPS-7", "jira:OPS-8")
+    assert obs.mentions == ("github:acme/api#3",)
+    assert obs.relation_kinds == (("github:acme/api#3", "blocked_by"),)
+
+
+@pytest.mark.parametrize("association", ["NONE", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR", None])
+def test_an_outsiders_declarations_are_only_mentions(
+    make: Any, router: respx.Router, association: str | None
+) -> None:
+    # Anyone can open an issue on a public repository and title it "[OPS-7] ...".
+    item = issue(12, author_association=association, **DECLARING)
+    router.get(ISSUES).mock(return_value=listing(item))
+    [obs] = observations(pull(make()))
+    assert not obs.author_trusted
+    assert obs.declared == ()
+    assert obs.mentions == ("jira:OPS-7", "jira:OPS-8", "github:acme/api#3")
+
+
+def test_trusted_authors_widens_trust(make: Any, router: respx.Router) -> None:
+    item = issue(12, author_association="CONTRIBUTOR", **DECLARING)
+    router.get(ISSUES).mock(return_value=listing(item))
+    [obs] = observations(pull(make(trusted_authors=["member", "CONTRIBUTOR"])))
+    assert obs.author_trusted
+    assert obs.declared == ("jira:OPS-7", "jira:OPS-8")
+
+
+def test_a_configured_person_is_trusted(make: Any, router: respx.Router) -> None:
+    item = issue(12, author_association="NONE", user=user("Reporter"), **DECLARING)
+    router.get(ISSUES).mock(return_value=listing(item))
+    adapter = make()
+    adapter.bind_people(Directory.build([Person(id="rita", handles={"github": "reporter"})]))
+    [obs] = observations(pull(adapter))
+    assert obs.author_trusted
+    assert obs.declared == ("jira:OPS-7", "jira:OPS-8")
+
+
+def test_trusted_authors_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="unknown author_association 'maintainer'"):
+        make_config(monkeypatch, trusted_authors=["maintainer"])
+
+
+def test_declaring_rules_come_from_the_binding(make: Any, router: respx.Router) -> None:
+    item = issue(12, title="OPS-7: Login fails", body="Ticket: OPS-8\nsee UTF-8 and ZZZ-1")
+    router.get(ISSUES).mock(return_value=listing(item))
+    adapter = make()
+    assert observations(pull(adapter))[0].declared == ()
+    adapter.bind_matching(Rules.build(["Ticket"], ["OPS"]))
+    [obs] = observations(pull(adapter))
+    assert obs.declared == ("jira:OPS-7", "jira:OPS-8")
+    assert obs.mentions == ()  # ZZZ is no project a Jira source holds
 
 
 def test_pull_requests_are_skipped(make: Any, router: respx.Router) -> None:

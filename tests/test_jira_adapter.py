@@ -30,6 +30,8 @@ from syncd.adapters.jira import (
 from syncd.errors import FatalError, MalformedResponse, RateLimited, RetriableError, SourceError
 from syncd.http import HttpOptions, TraceWriter
 from syncd.models import Handoff, Observation, Page
+from syncd.sandbox.jira import adf as adf_doc
+from tests.contract_errata import corrected_checker
 
 SITE = "https://acme.atlassian.net"
 SEARCH = "/rest/api/3/search/jql"
@@ -144,7 +146,13 @@ def histories(*logs: tuple[str, list[tuple[str, str | None]]], token: str | None
 
 @pytest.fixture
 def router() -> respx.Router:
-    return respx.Router(base_url=SITE, assert_all_called=False)
+    router = respx.Router(base_url=SITE, assert_all_called=False)
+    # Each changed issue's remote links are read; none unless a test says otherwise (by
+    # name: respx answers with the first route that matches).
+    router.get(url__regex=r"/rest/api/[23]/issue/[^/]+/remotelink$", name="remotelinks").mock(
+        return_value=httpx.Response(200, json=[])
+    )
+    return router
 
 
 @pytest.fixture
@@ -291,8 +299,14 @@ def test_datacenter_searches_v2_with_start_at_and_bearer(make: Any, router: resp
     assert [query(r)["startAt"] for r in requests] == ["0", "1"]
     assert query(requests[0])["expand"] == "changelog"
     assert requests[0].headers["authorization"] == f"Bearer {TOKEN}"
-    # The history came inline: Data Center makes no changelog requests.
-    assert adapter.request_counts() == {"GET 200": 2}
+    # The history came inline: Data Center makes no changelog requests; each changed
+    # issue's remote links are one request.
+    assert adapter.request_counts() == {"GET 200": 4}
+    links = router.routes["remotelinks"].calls
+    assert [c.request.url.path for c in links] == [
+        "/rest/api/2/issue/OPS-1/remotelink",
+        "/rest/api/2/issue/OPS-3/remotelink",
+    ]
 
 
 def test_issue_maps_to_an_observation(make: Any, router: respx.Router) -> None:
@@ -884,12 +898,135 @@ def test_requests_match_jiras_description(make: Any, router: respx.Router, tmp_p
     adapter = make(trace=TraceWriter(trace_path))
     pull(adapter)
     adapter.write_owner("OPS-7", BOB, (ALICE,), HANDOFF)
+    # The published description has known errors (tests/contract_errata.py).
+    checker, _ = corrected_checker(CONTRACT.parents[1], tmp_path / "contract")
     result = subprocess.run(
-        [sys.executable, str(CONTRACT), str(trace_path)],
+        [sys.executable, str(checker), str(trace_path)],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 conforming, 0 not conforming" in result.stdout
+    assert "5 conforming, 0 not conforming" in result.stdout
+
+
+# -- identity: text and remote links -------------------------------------------------------
+
+
+def remote_link(url: str, relationship: str | None = None, n: int = 1) -> dict[str, Any]:
+    link: dict[str, Any] = {
+        "id": 10000 + n,
+        "self": f"{SITE}/rest/api/3/issue/OPS-7/remotelink/{10000 + n}",
+        "object": {"url": url, "title": "linked", "icon": {}},
+    }
+    if relationship is not None:
+        link["relationship"] = relationship
+    return link
+
+
+def test_text_declarations_and_relations(make: Any, router: respx.Router) -> None:
+    description = adf_doc("Jira-side copy.", "GitHub issue: acme/api#12", "Blocked by OPS-3")
+    router.get(SEARCH).mock(
+        return_value=results(issue("OPS-7", summary="[acme/api#12] Login", description=description))
+    )
+    router.post(BULK).mock(return_value=histories())
+    [obs] = observations(pull(make()))
+    assert obs.declared == ("github:acme/api#12",)
+    assert obs.mentions == ("jira:OPS-3",)
+    assert obs.relation_kinds == (("jira:OPS-3", "blocked_by"),)
+
+
+def test_remote_links_declare_issue_and_card_urls(make: Any, router: respx.Router) -> None:
+    router.get(SEARCH).mock(return_value=results(issue("OPS-7", summary="Login")))
+    router.post(BULK).mock(return_value=histories())
+    router.routes["remotelinks"].mock(
+        return_value=httpx.Response(
+            200,
+            json=[
+                remote_link("https://github.com/Acme/API/issues/12", n=1),
+                remote_link("https://trello.com/c/AbCd1234/3-login", "links to", n=2),
+                remote_link("https://github.com/acme/api/issues/13", "is blocked by", n=3),
+                remote_link("https://acme.atlassian.net/wiki/pages/1", "mentioned in", n=4),
+                remote_link("https://github.com/acme/api/pull/14", n=5),
+                remote_link("https://acme.atlassian.net/browse/OPS-7", n=6),  # itself
+                {"id": 10007, "object": "not an object"},
+            ],
+        )
+    )
+    [obs] = observations(pull(make()))
+    assert obs.declared == ("github:acme/api#12", "trello:AbCd1234")
+    assert obs.mentions == ("github:acme/api#13",)
+    assert obs.relation_kinds == (("github:acme/api#13", "blocked_by"),)
+    assert router.routes["remotelinks"].calls.last.request.url.path == (
+        "/rest/api/3/issue/OPS-7/remotelink"
+    )
+
+
+def test_remote_links_are_read_only_for_changed_issues(make: Any, router: respx.Router) -> None:
+    router.get(SEARCH).mock(return_value=results(issue("OPS-7", T0), issue("OPS-8", T0)))
+    router.post(BULK).mock(return_value=histories())
+    adapter = make()
+    pages = pull(adapter)
+    assert router.routes["remotelinks"].call_count == 2
+    # The same two issues, unchanged, come back in the overlap: no link is read again.
+    pull(adapter, pages[-1].cursor)
+    assert router.routes["remotelinks"].call_count == 2
+
+
+def test_linking_switched_off_is_asked_once(make: Any, router: respx.Router) -> None:
+    router.get(SEARCH).mock(return_value=results(issue("OPS-7"), issue("OPS-8")))
+    router.post(BULK).mock(return_value=histories())
+    router.routes["remotelinks"].mock(
+        return_value=httpx.Response(403, json={"errorMessages": ["Issue linking is disabled."]})
+    )
+    found = observations(pull(make()))
+    assert [o.ref for o in found] == ["OPS-7", "OPS-8"]
+    assert router.routes["remotelinks"].call_count == 1
+
+
+def test_remote_links_can_be_switched_off(make: Any, router: respx.Router) -> None:
+    router.get(SEARCH).mock(return_value=results(issue("OPS-7")))
+    router.post(BULK).mock(return_value=histories())
+    assert [o.ref for o in observations(pull(make(remote_links=False)))] == ["OPS-7"]
+    assert router.routes["remotelinks"].call_count == 0
+
+
+def test_unreadable_remote_links_quarantine_the_issue(make: Any, router: respx.Router) -> None:
+    router.get(SEARCH).mock(return_value=results(issue("OPS-7"), issue("OPS-8")))
+    router.post(BULK).mock(return_value=histories())
+    router.routes["remotelinks"].mock(
+        side_effect=[
+            httpx.Response(200, json={"not": "a list"}),
+            httpx.Response(200, json=[]),
+        ]
+    )
+    [page] = pull(make())
+    assert [o.ref for o in page.observations] == ["OPS-8"]
+    assert [(q.ref, q.reason) for q in page.quarantined] == [
+        ("OPS-7", "its remote links answer is a JSON dict, not a list")
+    ]
+
+
+def test_code_blocks_in_a_description_declare_nothing(make: Any, router: respx.Router) -> None:
+    description = {
+        "type": "doc",
+        "version": 1,
+        "content": [
+            {"type": "codeBlock", "content": [{"type": "text", "text": "Jira: OPS-9"}]},
+        ],
+    }
+    router.get(SEARCH).mock(return_value=results(issue("OPS-7", description=description)))
+    router.post(BULK).mock(return_value=histories())
+    [obs] = observations(pull(make()))
+    assert obs.declared == ()
+    assert obs.mentions == ("jira:OPS-9",)
+
+
+def test_known_projects_are_the_projects_read(make: Any, router: respx.Router) -> None:
+    router.get(SEARCH).mock(return_value=results(issue("OPS-7"), issue("STREAMPIPES-651")))
+    router.post(BULK).mock(return_value=histories())
+    adapter = make()
+    assert adapter.known_projects() == frozenset()
+    pull(adapter)
+    assert adapter.known_projects() == {"OPS", "STREAMPIPES"}

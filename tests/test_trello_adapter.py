@@ -63,6 +63,7 @@ def card(
     desc: str = "",
     board: str = BOARD,
     at: str = "2024-05-01T11:50:00.000Z",
+    attachments: int = 0,
 ) -> dict[str, Any]:
     short = f"Sh{n:06d}"
     return {
@@ -76,6 +77,7 @@ def card(
         "shortLink": short,
         "url": f"https://trello.com/c/{short}/{n}-card-{n}",
         "idBoard": board,
+        "badges": {"attachments": attachments, "comments": 0, "description": bool(desc)},
     }
 
 
@@ -127,6 +129,11 @@ def router() -> respx.Router:
     r = respx.Router(base_url=API, assert_all_called=False)
     r.get(f"/boards/{BOARD}/lists").mock(return_value=httpx.Response(200, json=LISTS))
     r.get(f"/boards/{BOARD}/members").mock(return_value=httpx.Response(200, json=MEMBERS))
+    # Cards' attachments: none unless a test says otherwise (by name: respx answers with the
+    # first route that matches).
+    r.get(url__regex=r"/cards/[0-9a-f]{24}/attachments", name="attachments").mock(
+        return_value=httpx.Response(200, json=[])
+    )
     return r
 
 
@@ -806,3 +813,105 @@ def test_transport_failures_name_no_secret(make: Any, router: respx.Router) -> N
         pull(make(), settled())
     assert TOKEN not in str(caught.value)
     assert KEY not in str(caught.value)
+
+
+# -- identity: text and attachments --------------------------------------------------------
+
+
+def attachment_list(*urls: str) -> httpx.Response:
+    return httpx.Response(
+        200,
+        json=[
+            {"id": f"66a{n:021d}", "name": f"link {n}", "url": url} for n, url in enumerate(urls)
+        ],
+    )
+
+
+def test_text_declarations_and_relations(make: Any, router: respx.Router) -> None:
+    feed(router, [action(10, 1)])
+    one_card(router, card(1, name="[OPS-7] Login", desc="GitHub: acme/api#3\nSee also OPS-9"))
+    [obs] = observations(pull(make(), settled(since=aid(1))))
+    assert obs.declared == ("jira:OPS-7", "github:acme/api#3")
+    assert obs.mentions == ("jira:OPS-9",)
+    assert obs.relation_kinds == (("jira:OPS-9", "related"),)
+
+
+def test_attachments_of_a_changed_card_link_it(make: Any, router: respx.Router) -> None:
+    feed(router, [action(10, 1, "addAttachmentToCard")])
+    one_card(router, card(1, attachments=5))
+    router.routes["attachments"].mock(
+        return_value=attachment_list(
+            "https://github.com/acme/api/issues/12",
+            "https://acme.atlassian.net/browse/OPS-7",
+            "https://trello.com/c/AbCd1234/2-other-card",
+            "https://docs.example.com/spec.pdf",
+            "https://trello.com/c/Sh000001/1-card-1",  # itself
+        )
+    )
+    [obs] = observations(pull(make(), settled(since=aid(1))))
+    assert obs.declared == ("github:acme/api#12", "jira:OPS-7")
+    assert obs.mentions == ("trello:AbCd1234",)
+    assert obs.relation_kinds == (("trello:AbCd1234", "related"),)
+    request = router.routes["attachments"].calls.last.request
+    assert request.url.path == f"/1/cards/{cid(1)}/attachments"
+    assert query(request)["fields"] == "url,name"
+
+
+def test_the_feed_asks_for_attachment_actions(make: Any, router: respx.Router) -> None:
+    actions = feed(router, [])
+    pull(make(), settled(since=aid(1)))
+    assert "addAttachmentToCard" in query(actions.calls.last.request)["filter"].split(",")
+
+
+def test_a_card_without_attachments_costs_no_request(make: Any, router: respx.Router) -> None:
+    feed(router, [action(10, 1)])
+    one_card(router, card(1, attachments=0))
+    [obs] = observations(pull(make(), settled(since=aid(1))))
+    assert obs.declared == ()
+    assert router.routes["attachments"].call_count == 0
+
+
+def test_sweeps_read_attachments_once_until_they_change(make: Any, router: respx.Router) -> None:
+    feed(router, [], [], [])
+    listing = router.get(f"/boards/{BOARD}/cards/open").mock(
+        side_effect=[
+            httpx.Response(200, json=[card(1, attachments=1), card(2)]),
+            httpx.Response(200, json=[card(1, attachments=1), card(2)]),
+            httpx.Response(200, json=[card(1, attachments=2), card(2)]),
+        ]
+    )
+    router.routes["attachments"].mock(
+        side_effect=[
+            attachment_list("https://github.com/acme/api/issues/12"),
+            attachment_list(
+                "https://github.com/acme/api/issues/12", "https://acme.atlassian.net/browse/OPS-7"
+            ),
+        ]
+    )
+    adapter = make()
+    first = observations(pull(adapter))  # the first pull is a sweep
+    second = observations(pull(adapter))  # no cursor: a sweep again, nothing changed
+    third = observations(pull(adapter))  # a sweep that finds a second attachment
+    assert listing.call_count == 3
+    assert router.routes["attachments"].call_count == 2
+    assert first[0].declared == second[0].declared == ("github:acme/api#12",)
+    assert third[0].declared == ("github:acme/api#12", "jira:OPS-7")
+    assert [o.declared for o in first[1:]] == [()]
+
+
+def test_unreadable_attachments_quarantine_the_card(make: Any, router: respx.Router) -> None:
+    feed(router, [action(11, 2), action(10, 1)])
+    one_card(router, card(1, attachments=1))
+    one_card(router, card(2, attachments=1))
+    router.routes["attachments"].mock(
+        side_effect=lambda request: (
+            httpx.Response(200, json={"no": "list"})
+            if cid(1) in request.url.path
+            else attachment_list()
+        )
+    )
+    (page,) = pull(make(), settled(since=aid(1)))
+    assert [o.ref for o in page.observations] == [cid(2)]
+    assert [(q.ref, q.reason) for q in page.quarantined] == [
+        (cid(1), "its attachments answer is a JSON dict, not a list")
+    ]

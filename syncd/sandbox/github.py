@@ -114,6 +114,7 @@ class _Repo:
     issues: dict[int, _Issue] = field(default_factory=dict)
     comments: list[_Comment] = field(default_factory=list)
     owner: str = ""  # the login before the slash: author_association OWNER
+    members: set[str] = field(default_factory=set)  # of the owning organisation
 
 
 class GitHubEmulator(Emulator):
@@ -168,8 +169,11 @@ class GitHubEmulator(Emulator):
         with self.lock:
             return self._users.setdefault(login, 5_000_001 + len(self._users))
 
-    def add_repo(self, full_name: str, collaborators: Iterable[str] = ()) -> int:
-        """Create the repo (or add collaborators to it); collaborators have push access."""
+    def add_repo(
+        self, full_name: str, collaborators: Iterable[str] = (), members: Iterable[str] = ()
+    ) -> int:
+        """Create the repo (or add collaborators to it); collaborators have push access.
+        `members` belong to the owning organisation (author_association MEMBER)."""
         with self.lock:
             repo = self._repos.get(full_name.lower())
             if repo is None:
@@ -179,6 +183,9 @@ class GitHubEmulator(Emulator):
             for login in collaborators:
                 self.add_user(login)
                 repo.collaborators.add(login)
+            for login in members:
+                self.add_user(login)
+                repo.members.add(login)
             return repo.id
 
     def create_issue(
@@ -739,8 +746,11 @@ class GitHubEmulator(Emulator):
         }
 
     def _association(self, repo: _Repo, login: str) -> str:
+        """author_association as GitHub computes it, for the cases the emulator models."""
         if login.lower() == repo.owner.lower():
             return "OWNER"
+        if login in repo.members:
+            return "MEMBER"
         # The token's user writes assignees, so it has push access: a collaborator.
         return "COLLABORATOR" if login in repo.collaborators or login == self.login else "NONE"
 
@@ -789,7 +799,7 @@ class GitHubEmulator(Emulator):
         url = f"{api}/issues/{issue.number}"
         web = f"{self._web}/{repo.full_name}/{'pull' if issue.pull_request else 'issues'}"
         assignees = [self._user_json(login) for login in issue.assignees]
-        author = "COLLABORATOR" if issue.user in repo.collaborators else "NONE"
+        author = self._association(repo, issue.user)
         data: dict[str, Any] = {
             "url": url,
             "repository_url": api,

@@ -135,6 +135,7 @@ class _Issue:
     history: list[_History] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     components: list[str] = field(default_factory=list)
+    remote_links: list[dict[str, Any]] = field(default_factory=list)  # as the API shows them
 
 
 @dataclass
@@ -173,6 +174,7 @@ class JiraEmulator(Emulator):
         self._statuses = dict(DEFAULT_STATUSES)
         self._issue_ids = itertools.count(10_001)
         self._history_ids = itertools.count(10_100)
+        self._link_ids = itertools.count(10_000)
         self._random = random.Random(20240501)
         # The budget runs on the wall clock, not `clock`: a client waits in real time.
         self._rate_limit = rate_limit
@@ -189,6 +191,8 @@ class JiraEmulator(Emulator):
         self.route("GET", issue, self._get_issue)
         self.route("PUT", issue + "/assignee", self._put_assignee)
         self.route("GET", issue + "/changelog", self._get_changelog)
+        self.route("GET", issue + "/remotelink", self._get_remote_links)
+        self.route("POST", issue + "/remotelink", self._post_remote_link)
         self.route("POST", api + "/changelog/bulkfetch", self._bulk_changelog)
         self.route("GET", api + "/myself", lambda r: json_response(200, self._myself()))
         self.route("GET", api + "/user/search", self._user_search)
@@ -312,6 +316,34 @@ class JiraEmulator(Emulator):
                     issue.description = doc
             if changes:
                 self._log_change(issue, by, changes)
+
+    def add_remote_link(
+        self,
+        key: str,
+        url: str,
+        title: str | None = None,
+        *,
+        relationship: str | None = None,
+        application: str | None = None,
+        by: str | None = None,
+    ) -> int:
+        """Link the issue to an outside item, as a person (a web link) or an app such as
+        the GitHub integration would. Jira records it in the changelog, which moves
+        `updated`."""
+        with self.lock:
+            issue = self._get(key)
+            link_id = self._create_remote_link(
+                issue,
+                {"url": url, "title": title or url},
+                relationship=relationship,
+                application={"type": application, "name": application} if application else None,
+                by=by,
+            )
+            return link_id
+
+    def remote_links(self, key: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(link) for link in self._get(key).remote_links]
 
     def issue(self, key: str) -> dict[str, Any]:
         """The issue as `GET /rest/api/3/issue/{key}` shows it."""
@@ -508,6 +540,72 @@ class JiraEmulator(Emulator):
         if not last:
             body["nextPage"] = f"{url}?startAt={start + size}&maxResults={size}"
         return json_response(200, body)
+
+    def _get_remote_links(self, request: Request) -> Response:
+        issue = self._find(request)
+        global_id = request.arg("globalId")
+        if global_id is not None:
+            found = [link for link in issue.remote_links if link.get("globalId") == global_id]
+            if not found:
+                raise _error(404, "No remote link with the given global ID was found.")
+            return json_response(200, found[0])
+        return json_response(200, issue.remote_links)
+
+    def _post_remote_link(self, request: Request) -> Response:
+        issue = self._find(request)
+        data = _body(request)
+        target = data.get("object")
+        if (
+            not isinstance(target, dict)
+            or not isinstance(target.get("url"), str)
+            or not isinstance(target.get("title"), str)
+        ):
+            raise _error(400, **{"object": "The remote object url and title are required."})
+        relationship = data.get("relationship")
+        application = data.get("application")
+        global_id = data.get("globalId")
+        for link in issue.remote_links:
+            if global_id is not None and link.get("globalId") == global_id:
+                # The same global id updates the existing link: 200, not 201.
+                link["object"] = {**target, "icon": target.get("icon", {})}
+                return json_response(200, {"id": link["id"], "self": link["self"]})
+        link_id = self._create_remote_link(
+            issue,
+            target,
+            relationship=relationship if isinstance(relationship, str) else None,
+            application=application if isinstance(application, dict) else None,
+            global_id=global_id if isinstance(global_id, str) else None,
+            by=self.bot,
+        )
+        link = issue.remote_links[-1]
+        return json_response(201, {"id": link_id, "self": link["self"]})
+
+    def _create_remote_link(
+        self,
+        issue: _Issue,
+        target: dict[str, Any],
+        *,
+        relationship: str | None,
+        application: dict[str, Any] | None,
+        by: str | None,
+        global_id: str | None = None,
+    ) -> int:
+        link_id = next(self._link_ids)
+        link: dict[str, Any] = {
+            "id": link_id,
+            "self": f"{self.base_url}/rest/api/3/issue/{issue.key}/remotelink/{link_id}",
+        }
+        if global_id is not None:
+            link["globalId"] = global_id
+        if application is not None:
+            link["application"] = application
+        if relationship is not None:
+            link["relationship"] = relationship
+        link["object"] = {**target, "icon": target.get("icon", {})}
+        issue.remote_links.append(link)
+        text = f'This issue links to "{target["title"]} (Web Link)"'
+        self._log_change(issue, by, [_item("RemoteIssueLink", None, None, str(link_id), text)])
+        return link_id
 
     def _bulk_changelog(self, request: Request) -> Response:
         data = _body(request)

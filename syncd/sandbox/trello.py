@@ -157,6 +157,7 @@ class _Card:
     members: list[str] = field(default_factory=list)
     closed: bool = False
     labels: list[str] = field(default_factory=list)  # label names
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # as the API shows them
 
 
 @dataclass
@@ -249,6 +250,7 @@ class TrelloEmulator(Emulator):
         self.route("GET", "/boards/{boardId}/actions", self._get_actions)
         self.route("GET", board + "/members", self._get_board_members)
         self.route("GET", card, self._get_card)
+        self.route("GET", card + "/attachments", self._get_attachments)
         self.route("POST", card + "/idMembers", self._add_card_member)
         self.route("DELETE", card + "/idMembers/{idMember}", self._remove_card_member)
         self.route("GET", "/members/{id}", self._get_member)
@@ -351,6 +353,32 @@ class TrelloEmulator(Emulator):
             for username in members:
                 self._add(card, self.member_id(username), actor)
             return card.id
+
+    def attach(
+        self, card_id: str, url: str, name: str | None = None, *, by: str | None = None
+    ) -> str:
+        """Attach a link to a card, as a person or a Power-Up (GitHub, Jira) does; Trello
+        records an addAttachmentToCard action. Returns the attachment id."""
+        with self.lock:
+            card = self._card(card_id)
+            actor = self._actor(by)
+            attachment: dict[str, Any] = {
+                "id": self._mint(),
+                "bytes": None,
+                "date": _stamp(self._now()),
+                "edgeColor": None,
+                "idMember": actor,
+                "isUpload": False,
+                "mimeType": "",
+                "name": name or url,
+                "previews": [],
+                "url": url,
+                "pos": 16384.0 * (len(card.attachments) + 1),
+            }
+            card.attachments.append(attachment)
+            brief = {k: attachment[k] for k in ("id", "name", "url")}
+            self._act("addAttachmentToCard", card, actor, {"attachment": brief})
+            return str(attachment["id"])
 
     def set_members(self, card_id: str, usernames: Iterable[str], *, by: str | None = None) -> None:
         """Replace the card's members in one go, as picking them in the card's menu does."""
@@ -579,6 +607,17 @@ class TrelloEmulator(Emulator):
         card = self._card_of(request)
         return json_response(200, self._card_json(card, _fields(request, CARD_FIELDS)))
 
+    def _get_attachments(self, request: Request) -> Response:
+        card = self._card_of(request)
+        chosen = card.attachments
+        if request.arg("filter") == "cover":
+            chosen = []  # link attachments are never a card's cover here
+        everything = list(chosen[0]) if chosen else []
+        fields = _fields(request, everything)
+        return json_response(
+            200, [{"id": a["id"], **{f: a[f] for f in fields if f in a}} for a in chosen]
+        )
+
     def _add_card_member(self, request: Request) -> Response:
         card = self._card_of(request)
         member = request.arg("value") or ""
@@ -786,7 +825,12 @@ class TrelloEmulator(Emulator):
         url = f"https://trello.com/c/{card.short_link}/{card.id_short}-{_slug(card.name)}"
         values: dict[str, Any] = {
             "badges": {
-                "attachmentsByType": {"trello": {"board": 0, "card": 0}},
+                "attachmentsByType": {
+                    "trello": {
+                        "board": sum("trello.com/b/" in a["url"] for a in card.attachments),
+                        "card": sum("trello.com/c/" in a["url"] for a in card.attachments),
+                    }
+                },
                 "location": False,
                 "votes": 0,
                 "viewingMemberVoted": False,
@@ -796,7 +840,7 @@ class TrelloEmulator(Emulator):
                 "checkItemsChecked": 0,
                 "checkItemsEarliestDue": None,
                 "comments": 0,
-                "attachments": 0,
+                "attachments": len(card.attachments),
                 "description": bool(card.desc),
                 "due": None,
                 "dueComplete": False,
