@@ -112,3 +112,31 @@ def test_a_no_change_cycle_costs_one_request_per_source_and_per_board(
     assert jira_emulator.count() == jira_emulator.count("GET", "/rest/api/3/search/jql") == 1
     assert trello_emulator.count() == trello_emulator.count("GET", "/boards/{boardId}/actions") == 2
     assert engine.ledger.counts() == before  # and nothing changed
+
+
+def test_link_fields_are_read_once_and_a_quiet_cycle_costs_the_same(
+    engine: Engine,
+    github_emulator: GitHubEmulator,
+    jira_emulator: JiraEmulator,
+    trello_emulator: TrelloEmulator,
+) -> None:
+    # A Jira remote link and a Trello attachment that declare the GitHub issue: each is
+    # read when its item changes, and never again while nothing changes.
+    jira_emulator.add_remote_link("OPS-1", "https://github.com/acme/api/issues/1", "One")
+    board = engine.config.source("trello").boards[0]  # type: ignore[attr-defined]
+    card = trello_emulator.create_card(board, "Doing", "Four", members=["alicemoreau"])
+    trello_emulator.attach(card, "https://github.com/acme/api/issues/1", "acme/api#1")
+    first = engine.sync_once()
+    assert all(r.ok for r in first), [r.error for r in first]
+    links = ("GET", "/rest/api/3/issue/{key}/remotelink")
+    attachments = ("GET", "/cards/{id}/attachments")
+    assert jira_emulator.count(*links) == 1
+    assert trello_emulator.count(*attachments) == 1
+    engine.sync_once()
+    before = engine.ledger.counts()
+    for emulator in (github_emulator, jira_emulator, trello_emulator):
+        emulator.reset_counts()
+    results = {r.source: r.requests for r in engine.sync_once()}
+    assert results == {"github": 1, "jira": 1, "trello": 2}
+    assert jira_emulator.count(*links) == trello_emulator.count(*attachments) == 0
+    assert engine.ledger.counts() == before

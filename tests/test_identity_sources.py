@@ -1,0 +1,175 @@
+"""What each tool's adapter reads for identity, end to end over the emulators: GitHub authors'
+trust, Jira remote links, Trello attachments, and the Jira project keys shared through the
+engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.config import parse_config
+from syncd.cycle import Engine
+from syncd.ledger import Ledger
+from syncd.models import Observation
+from syncd.sandbox.github import DEFAULT_TOKEN as GITHUB_TOKEN
+from syncd.sandbox.github import GitHubEmulator
+from syncd.sandbox.jira import DEFAULT_EMAIL, JiraEmulator
+from syncd.sandbox.jira import DEFAULT_TOKEN as JIRA_TOKEN
+from syncd.sandbox.trello import DEFAULT_KEY, TrelloEmulator
+from syncd.sandbox.trello import DEFAULT_TOKEN as TRELLO_TOKEN
+
+
+@pytest.fixture
+def world(
+    github_emulator: GitHubEmulator,
+    jira_emulator: JiraEmulator,
+    trello_emulator: TrelloEmulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Engine, str]]:
+    github_emulator.add_repo("acme/api", collaborators=["alice-m"], members=["bob-m"])
+    jira_emulator.add_project("OPS")
+    board = trello_emulator.add_board("Desk", members=["alicemoreau"])
+    for name, value in {
+        "ID_GITHUB": GITHUB_TOKEN,
+        "ID_JIRA": JIRA_TOKEN,
+        "ID_TRELLO_KEY": DEFAULT_KEY,
+        "ID_TRELLO_TOKEN": TRELLO_TOKEN,
+    }.items():
+        monkeypatch.setenv(name, value)
+    doc: dict[str, Any] = {
+        "ledger": str(tmp_path / "ledger.db"),
+        "matching": {"declare_labels": ["Ticket"]},
+        "sources": [
+            {
+                "name": "github",
+                "type": "github",
+                "repo": "acme/api",
+                "write_spacing": 0,
+                "base_url": github_emulator.base_url,
+                "token": {"env": "ID_GITHUB"},
+            },
+            {
+                "name": "jira",
+                "type": "jira",
+                "base_url": jira_emulator.base_url,
+                "email": DEFAULT_EMAIL,
+                "token": {"env": "ID_JIRA"},
+                "jql": "project = OPS",
+            },
+            {
+                "name": "trello",
+                "type": "trello",
+                "boards": [board],
+                "base_url": trello_emulator.base_url,
+                "key": {"env": "ID_TRELLO_KEY"},
+                "token": {"env": "ID_TRELLO_TOKEN"},
+            },
+        ],
+    }
+    ledger = Ledger(tmp_path / "ledger.db")
+    engine = Engine(parse_config(doc), ledger)
+    yield engine, board
+    engine.close()
+    ledger.close()
+
+
+def seen(engine: Engine, source: str) -> dict[str, Observation]:
+    """What the source shows now, read from scratch."""
+    return {o.title: o for p in engine.adapters[source].pull(None) for o in p.observations}
+
+
+def test_github_declarations_count_only_from_trusted_authors(
+    world: tuple[Engine, str], github_emulator: GitHubEmulator
+) -> None:
+    engine, _ = world
+    body = "Ticket: OPS-2\nblocked by OPS-3"
+    github_emulator.create_issue("acme/api", "[OPS-1] by a collaborator", body, user="alice-m")
+    github_emulator.create_issue("acme/api", "[OPS-1] by a member", body, user="bob-m")
+    github_emulator.create_issue("acme/api", "[OPS-1] by the owner", body, user="acme")
+    github_emulator.create_issue("acme/api", "[OPS-1] quick question", body, user="mallory")
+    found = seen(engine, "github")
+    for title in ("[OPS-1] by a collaborator", "[OPS-1] by a member", "[OPS-1] by the owner"):
+        assert found[title].author_trusted
+        assert found[title].declared == ("jira:OPS-1", "jira:OPS-2")
+        assert found[title].relation_kinds == (("jira:OPS-3", "blocked_by"),)
+    outsider = found["[OPS-1] quick question"]
+    assert not outsider.author_trusted
+    assert outsider.declared == ()
+    assert outsider.mentions == ("jira:OPS-1", "jira:OPS-2", "jira:OPS-3")
+
+
+def test_jira_remote_links_declare_and_a_new_link_is_read(
+    world: tuple[Engine, str], github_emulator: GitHubEmulator, jira_emulator: JiraEmulator
+) -> None:
+    engine, _ = world
+    github_emulator.create_issue("acme/api", "Login fails", user="alice-m")
+    key = jira_emulator.create_issue("OPS", "Login fails")
+    engine.sync_once()
+    assert seen(engine, "jira")["Login fails"].declared == ()
+    # Linking moves the issue's `updated`, so the next cycle reads it and its links again.
+    jira_emulator.add_remote_link(key, "https://github.com/acme/api/issues/1", "acme/api#1")
+    jira_emulator.add_remote_link(
+        key, "https://github.com/acme/api/issues/9", "acme/api#9", relationship="is blocked by"
+    )
+    jira_emulator.reset_counts()
+    [result] = [r for r in engine.sync_once() if r.source == "jira"]
+    assert result.ok
+    assert jira_emulator.count("GET", "/rest/api/3/issue/{key}/remotelink") == 1
+    obs = seen(engine, "jira")["Login fails"]
+    assert obs.declared == ("github:acme/api#1",)
+    assert obs.relation_kinds == (("github:acme/api#9", "blocked_by"),)
+
+
+def test_trello_attachments_declare_and_a_new_one_is_read(
+    world: tuple[Engine, str], trello_emulator: TrelloEmulator
+) -> None:
+    engine, board = world
+    card = trello_emulator.create_card(board, "Doing", "Login fails", members=["alicemoreau"])
+    engine.sync_once()
+    trello_emulator.reset_counts()
+    engine.sync_once()
+    assert trello_emulator.count("GET", "/cards/{id}/attachments") == 0  # none to read
+    trello_emulator.attach(card, "https://acme.atlassian.net/browse/OPS-1", "OPS-1")
+    trello_emulator.attach(card, "https://example.com/design.pdf", "design")
+    [result] = [r for r in engine.sync_once() if r.source == "trello"]
+    assert result.ok
+    assert trello_emulator.count("GET", "/cards/{id}/attachments") == 1
+    assert seen(engine, "trello")["Login fails"].declared == ("jira:OPS-1",)
+
+
+def test_jira_projects_reach_every_adapter(
+    world: tuple[Engine, str], github_emulator: GitHubEmulator, jira_emulator: JiraEmulator
+) -> None:
+    engine, _ = world
+    github_emulator.create_issue(
+        "acme/api", "OPS-1: Login fails", "see ZZZ-4 and UTF-8", user="alice-m"
+    )
+    # Before any Jira issue is read, only the look-alike list applies.
+    before = seen(engine, "github")["OPS-1: Login fails"]
+    assert before.declared == ()
+    assert before.mentions == ("jira:OPS-1", "jira:ZZZ-4")
+    jira_emulator.create_issue("OPS", "Login fails")
+    engine.sync_once()
+    assert engine.adapters["github"].rules.jira_projects == {"OPS"}
+    after = seen(engine, "github")["OPS-1: Login fails"]
+    assert after.declared == ("jira:OPS-1",)  # the colon form, for a project Jira holds
+    assert after.mentions == ()
+    assert "Ticket" in engine.adapters["trello"].rules.labels
+
+
+def test_a_restarted_engine_knows_the_projects_from_the_ledger(
+    world: tuple[Engine, str], jira_emulator: JiraEmulator
+) -> None:
+    engine, _ = world
+    jira_emulator.create_issue("OPS", "Login fails")
+    engine.sync_once()
+    again = Engine(engine.config, engine.ledger)
+    try:
+        assert again.jira_projects == {"OPS"}
+        assert again.adapters["github"].rules.jira_projects == {"OPS"}
+    finally:
+        again.close()
