@@ -84,7 +84,18 @@ from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable
 from syncd.crossref import References, item_key, read_references, relation_kind, with_links
 from syncd.errors import ConfigError, FatalError, MalformedResponse
 from syncd.http import ApiClient, HttpOptions, header_int, parse_retry_after
-from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, RateBudget, State
+from syncd.models import (
+    Activity,
+    Comment,
+    Cursor,
+    Handoff,
+    Observation,
+    Page,
+    Quarantined,
+    RateBudget,
+    State,
+)
+from syncd.notes import is_syncd_text, plain_text
 from syncd.redact import redact, register_secret
 
 _KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,49}-[1-9][0-9]{0,11}$")
@@ -110,6 +121,7 @@ FIELDS = (
     "updated",
     "labels",
     "components",
+    "comment",
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_TITLE = 1024
@@ -122,6 +134,8 @@ _MAX_SEEN = 2000
 _ADF_NODES = 20_000  # nodes of one description read for cross-references
 _MAX_LINK_PAGES = 100  # pages of one bulk changelog answer followed
 _MAX_REMOTE_LINKS = 200  # remote links of one issue read
+_MAX_COMMENT = 4000  # characters of a comment kept as activity
+_COMMENT_NODES = 2000  # nodes of one comment's document read
 
 
 class CommentVisibility(Strict):
@@ -227,7 +241,9 @@ class _Issue:
     # and user key on Data Center (newer Data Center users have keys like "JIRAUSER10100").
     owner_ids: frozenset[str]
     observation: Observation
-    history: tuple[tuple[datetime, str | None], ...] | None = None  # inline (Data Center)
+    history: History | None = None  # inline (Data Center)
+    # Comments (updated, epoch ms; as activity), from the search's `comment` field.
+    said: tuple[tuple[int, Activity], ...] = ()
 
 
 @dataclass
@@ -294,23 +310,32 @@ def build_jql(scope: str, start_ms: int) -> str:
     return f"{where} ORDER BY updated ASC, key ASC"
 
 
-def owner_change_time(
-    history: tuple[tuple[datetime, str | None], ...],
-    owner_ids: frozenset[str],
-    created: datetime | None,
-) -> datetime | None:
-    """When the current assignee got the issue, from its assignee history (time, new id).
+# An issue's assignee history: (time, new assignee id, author id) for each change.
+History = tuple[tuple[datetime, str | None, str | None], ...]
 
-    No assignee change at all: the assignee has been the same since the issue was created.
-    A last change that does not lead to the current assignee: the history is behind the
-    issue, and the time is unknown.
+
+def owner_change(
+    history: History, owner_ids: frozenset[str], created: datetime | None
+) -> tuple[datetime | None, str | None]:
+    """When the current assignee got the issue, and who made that change (the changelog
+    entry's author), from its assignee history.
+
+    No assignee change at all: the assignee has been the same since the issue was created
+    (by whom, the changelog does not say). A last change that does not lead to the current
+    assignee: the history is behind the issue, and time and actor are unknown.
     """
     if not history:
-        return created
-    at, to = max(history, key=lambda h: h[0])
+        return created, None
+    at, to, author = max(history, key=lambda h: h[0])
     if (to is None and not owner_ids) or (to is not None and to in owner_ids):
-        return at
-    return None
+        return at, author
+    return None, None
+
+
+def owner_change_time(
+    history: History, owner_ids: frozenset[str], created: datetime | None
+) -> datetime | None:
+    return owner_change(history, owner_ids, created)[0]
 
 
 _NEWLINE = object()  # a block boundary while walking a document
@@ -423,6 +448,7 @@ def _rate_limit_wait(response: httpx.Response) -> float | None:
 class JiraAdapter(Adapter[JiraConfig]):
     kind = "jira"
     Config = JiraConfig
+    comments = True
 
     def __init__(self, config: JiraConfig, http: HttpOptions | None = None) -> None:
         super().__init__(config, http)
@@ -464,6 +490,7 @@ class JiraAdapter(Adapter[JiraConfig]):
         overlap = self.config.overlap // timedelta(milliseconds=1)
         signpost = _ms(self.clock() - self.config.settle)
         jql = build_jql(self.config.jql, window.start(overlap))
+        since = window.start(overlap) if window.bookmark is not None else None
         token: str | None = None
         tokens: set[str] = set()
         start_at = 0
@@ -472,7 +499,7 @@ class JiraAdapter(Adapter[JiraConfig]):
             issues = data.get("issues")
             if not isinstance(issues, list):
                 raise MalformedResponse(self.name, "the search answer has no list of issues")
-            page = self._read_page(issues, window)
+            page = self._read_page(issues, window, since)
             page.cursor = window.cursor(signpost, overlap)
             yield page
             if self.cloud:
@@ -503,7 +530,7 @@ class JiraAdapter(Adapter[JiraConfig]):
             raise MalformedResponse(self.name, f"the search answered a JSON {type(data).__name__}")
         return data
 
-    def _read_page(self, issues: list[Any], window: _Window) -> Page:
+    def _read_page(self, issues: list[Any], window: _Window, since: int | None = None) -> Page:
         page = Page()
         fresh: list[_Issue] = []
         for raw in issues:
@@ -526,7 +553,15 @@ class JiraAdapter(Adapter[JiraConfig]):
             window.record(issue.key, issue.updated)
         times = self._owner_times(fresh)
         for i in fresh:
-            obs = replace(i.observation, owner_changed_at=times.get(i.key))
+            at, actor = times.get(i.key, (None, None))
+            obs = replace(
+                i.observation,
+                owner_changed_at=at,
+                owner_actor=actor,
+                # Comments since the last pull only; the first pull reads no history as
+                # activity (an old /assign must not run again).
+                activity=tuple(a for ms, a in i.said if since is not None and ms >= since),
+            )
             try:
                 obs = self._with_remote_links(obs)
             except Unreadable as exc:
@@ -630,9 +665,39 @@ class JiraAdapter(Adapter[JiraConfig]):
             relation_kinds=refs.relation_kinds,
             labels=_labels(fields.get("labels"), fields.get("components")),
         )
-        history = None if self.cloud else _inline_history(raw.get("changelog"))
+        history = None if self.cloud else _inline_history(raw.get("changelog"), self.cloud)
         created = _optional_time(fields.get("created"))
-        return _Issue(key, issue_id, item.updated, created, owner_ids, observation, history)
+        said = self._comments(fields.get("comment"))
+        return _Issue(key, issue_id, item.updated, created, owner_ids, observation, history, said)
+
+    def _comments(self, raw: object) -> tuple[tuple[int, Activity], ...]:
+        """The comments the search carried, as activity. One that cannot be read is left
+        out: a comment is evidence of activity, never a reason to lose the issue."""
+        listed = raw.get("comments") if isinstance(raw, dict) else None
+        out = []
+        for entry in listed if isinstance(listed, list) else ():
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+                continue
+            author = _user_id(entry.get("author"), self.cloud)
+            created = _optional_time(entry.get("created"))
+            updated = _optional_time(entry.get("updated")) or created
+            if author is None or created is None or updated is None:
+                continue
+            body = entry.get("body")
+            text = body if isinstance(body, str) else adf_text(body, _COMMENT_NODES)
+            activity = Activity(
+                actor=author,
+                at=created,
+                kind="comment",
+                id=entry["id"],
+                text=text[:_MAX_COMMENT],
+                # Jira has no author association: whoever may comment works in the project.
+                # Commands still come only from people mapped in the config.
+                trusted=True,
+                by_syncd=is_syncd_text(text),
+            )
+            out.append((_ms(updated), activity))
+        return tuple(out)
 
     def _state(self, status: object) -> State:
         if not isinstance(status, dict):
@@ -679,7 +744,7 @@ class JiraAdapter(Adapter[JiraConfig]):
 
     # -- owner change times ---------------------------------------------------------------
 
-    def _owner_times(self, issues: list[_Issue]) -> dict[str, datetime | None]:
+    def _owner_times(self, issues: list[_Issue]) -> dict[str, tuple[datetime | None, str | None]]:
         if not issues:
             return {}
         if self.cloud:
@@ -687,15 +752,12 @@ class JiraAdapter(Adapter[JiraConfig]):
         else:
             histories = {i.key: i.history or () for i in issues}
         return {
-            i.key: owner_change_time(histories.get(i.key, ()), i.owner_ids, i.created)
-            for i in issues
+            i.key: owner_change(histories.get(i.key, ()), i.owner_ids, i.created) for i in issues
         }
 
-    def _bulk_histories(
-        self, issues: list[_Issue]
-    ) -> dict[str, tuple[tuple[datetime, str | None], ...]]:
+    def _bulk_histories(self, issues: list[_Issue]) -> dict[str, History]:
         key_of = {i.id: i.key for i in issues} | {i.key: i.key for i in issues}
-        found: dict[str, list[tuple[datetime, str | None]]] = {}
+        found: dict[str, list[tuple[datetime, str | None, str | None]]] = {}
         body: dict[str, Any] = {
             "issueIdsOrKeys": [i.key for i in issues],
             "fieldIds": ["assignee"],
@@ -715,7 +777,9 @@ class JiraAdapter(Adapter[JiraConfig]):
                     continue
                 key = key_of.get(str(log.get("issueId")))
                 if key is not None:
-                    found.setdefault(key, []).extend(_assignee_changes(log.get("changeHistories")))
+                    found.setdefault(key, []).extend(
+                        _assignee_changes(log.get("changeHistories"), self.cloud)
+                    )
             token = data.get("nextPageToken")
             if not isinstance(token, str) or not token or token in tokens:
                 break
@@ -750,6 +814,42 @@ class JiraAdapter(Adapter[JiraConfig]):
         body = {"accountId" if self.cloud else "name": add}
         self.client.request("PUT", f"{self.api}/issue/{key}/assignee", json_body=body)
         return self.read_owners(ref)
+
+    # -- handoff comments -------------------------------------------------------------
+
+    def find_comment(self, ref: str, marker: str) -> str | None:
+        key = self._key(ref)
+        params = {"orderBy": "-created", "maxResults": "100"}
+        data = self.client.json(
+            self.client.request("GET", f"{self.api}/issue/{key}/comment", params=params)
+        )
+        listed = data.get("comments") if isinstance(data, dict) else None
+        for entry in listed if isinstance(listed, list) else ():
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+                continue
+            body = entry.get("body")
+            text = body if isinstance(body, str) else adf_text(body, _COMMENT_NODES)
+            if marker in text:
+                return str(entry["id"])
+        return None
+
+    def post_comment(self, ref: str, comment: Comment) -> str:
+        key = self._key(ref)
+        payload: dict[str, Any] = {
+            "body": comment_adf(comment)
+            if self.cloud
+            else f"{plain_text(comment)}\n\n{comment.marker}"
+        }
+        if self.config.comment_visibility is not None:
+            visibility = self.config.comment_visibility
+            payload["visibility"] = {"type": visibility.type, "value": visibility.value}
+        data = self.client.json(
+            self.client.request("POST", f"{self.api}/issue/{key}/comment", json_body=payload)
+        )
+        comment_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(comment_id, str):
+            raise MalformedResponse(self.name, f"{key}: the comment answer has no id")
+        return comment_id
 
     def _key(self, ref: str) -> str:
         if not _KEY.match(ref):
@@ -796,10 +896,45 @@ def _labels(labels: object, components: object) -> tuple[str, ...]:
     return tuple(names[:_MAX_LABELS])
 
 
-def _assignee_changes(raw: object) -> list[tuple[datetime, str | None]]:
-    """(time, new assignee id) for each assignee change in a list of changelog entries.
-    Entries that cannot be read are left out: the worst outcome is an unknown time."""
-    out: list[tuple[datetime, str | None]] = []
+def comment_adf(comment: Comment) -> dict[str, Any]:
+    """A handoff comment as an Atlassian Document: a paragraph each, the links as link
+    marks, and the marker last, in code style (what lets a retry find the comment)."""
+
+    def para(*nodes: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "paragraph", "content": list(nodes)}
+
+    def text(value: str, **mark: Any) -> dict[str, Any]:
+        node: dict[str, Any] = {"type": "text", "text": value}
+        if mark:
+            node["marks"] = [mark]
+        return node
+
+    content = [para(text(p)) for p in comment.paragraphs]
+    if comment.links:
+        nodes = [text("Also tracked in: ")]
+        for i, (label, url) in enumerate(comment.links):
+            if i:
+                nodes.append(text(", "))
+            nodes.append(text(label, type="link", attrs={"href": url}))
+        content.append(para(*nodes))
+    content.append(para(text(comment.marker, type="code")))
+    return {"type": "doc", "version": 1, "content": content}
+
+
+def _user_id(raw: object, cloud: bool) -> str | None:
+    """The handle of a user object: accountId on Cloud, the user name on Data Center."""
+    value = raw.get("accountId" if cloud else "name") if isinstance(raw, dict) else None
+    if not isinstance(value, str) or not value or len(value) > 128 or _CONTROL.search(value):
+        return None
+    return value
+
+
+def _assignee_changes(
+    raw: object, cloud: bool = True
+) -> list[tuple[datetime, str | None, str | None]]:
+    """(time, new assignee id, author) for each assignee change in a list of changelog
+    entries. Entries that cannot be read are left out: the worst outcome is an unknown time."""
+    out: list[tuple[datetime, str | None, str | None]] = []
     for entry in raw if isinstance(raw, list) else ():
         if not isinstance(entry, dict):
             continue
@@ -807,6 +942,7 @@ def _assignee_changes(raw: object) -> list[tuple[datetime, str | None]]:
         items = entry.get("items")
         if at is None or not isinstance(items, list):
             continue
+        author = _user_id(entry.get("author"), cloud)
         for item in items:
             if not isinstance(item, dict):
                 continue
@@ -814,13 +950,13 @@ def _assignee_changes(raw: object) -> list[tuple[datetime, str | None]]:
                 continue
             to = item.get("to")
             if to is None or isinstance(to, str):
-                out.append((at, to))
+                out.append((at, to, author))
     return out
 
 
-def _inline_history(raw: object) -> tuple[tuple[datetime, str | None], ...]:
+def _inline_history(raw: object, cloud: bool = False) -> History:
     histories = raw.get("histories") if isinstance(raw, dict) else None
-    return tuple(_assignee_changes(histories))
+    return tuple(_assignee_changes(histories, cloud))
 
 
 ADAPTER = JiraAdapter

@@ -3,7 +3,10 @@
 Reading. Each board is read from its action feed::
 
     GET /boards/{id}/actions?filter=addMemberToCard,removeMemberFromCard,updateCard,createCard
-                            &since=<last action id>&limit=1000&memberCreator=false
+                            &since=<last action id>&limit=1000&memberCreator_fields=username
+
+(with ``commentCard`` added to the filter when the source reads comments). Each action's
+``memberCreator`` says who did it: the actor of an owner change, the author of a comment.
 
 Actions name the cards that changed (member changes, list moves, archiving, renames) and
 carry exact times; the cards themselves are then read with only the fields used: one
@@ -83,7 +86,18 @@ from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable
 from syncd.crossref import References, item_key, read_references, with_links
 from syncd.errors import ConfigError, FatalError, MalformedResponse
 from syncd.http import ApiClient, HttpOptions, header_int, parse_retry_after
-from syncd.models import Cursor, Handoff, Observation, Page, Quarantined, RateBudget, State
+from syncd.models import (
+    Activity,
+    Comment,
+    Cursor,
+    Handoff,
+    Observation,
+    Page,
+    Quarantined,
+    RateBudget,
+    State,
+)
+from syncd.notes import is_syncd_text, plain_text
 from syncd.people import Directory
 from syncd.redact import redact
 from syncd.throttle import SlidingWindow, ThrottledTransport, shared_window
@@ -100,6 +114,8 @@ ACTION_TYPES = (
     "createCard",
     "addAttachmentToCard",
 )
+COMMENT = "commentCard"  # read only with `commands` or `read_comments`
+_MAX_COMMENT = 4000  # characters of a comment kept as activity
 _MEMBER_ACTIONS = frozenset({"addMemberToCard", "removeMemberFromCard"})
 ACTIONS_LIMIT = 1000  # Trello's maximum; a full answer may have left actions out
 CARD_FIELDS = (
@@ -185,6 +201,12 @@ class _Action:
     type: str
     date: datetime
     card: str
+    creator: str | None = None  # idMemberCreator: who did it
+    text: str | None = None  # a comment's text
+
+    @property
+    def by_syncd(self) -> bool:
+        return self.type == COMMENT and is_syncd_text(self.text)
 
 
 def resume(cursor: Cursor | None, boards: Sequence[str]) -> dict[str, _Mark]:
@@ -228,22 +250,26 @@ def sweep_due(mark: _Mark, now: datetime, every: timedelta, overflowed: bool) ->
 
 
 def changed_cards(actions: Sequence[_Action]) -> list[str]:
-    """The cards the actions touched, by the time of their latest action, oldest first."""
+    """The cards the actions touched, by the time of their latest action, oldest first.
+    syncd's own comments change nothing: they are no reason to read a card."""
     latest: dict[str, datetime] = {}
     for action in actions:
+        if action.by_syncd:
+            continue
         if action.card not in latest or action.date > latest[action.card]:
             latest[action.card] = action.date
     return sorted(latest, key=lambda card: latest[card])
 
 
-def owner_times(actions: Sequence[_Action]) -> dict[str, datetime]:
-    """When each card's members last changed, from its add/remove member actions."""
-    times: dict[str, datetime] = {}
+def owner_times(actions: Sequence[_Action]) -> dict[str, tuple[datetime, str | None]]:
+    """When each card's members last changed, and who changed them (the action's
+    memberCreator), from its add/remove member actions."""
+    times: dict[str, tuple[datetime, str | None]] = {}
     for action in actions:
         if action.type in _MEMBER_ACTIONS and (
-            action.card not in times or action.date > times[action.card]
+            action.card not in times or action.date > times[action.card][0]
         ):
-            times[action.card] = action.date
+            times[action.card] = (action.date, action.creator)
     return times
 
 
@@ -271,7 +297,7 @@ def _excerpt(raw: object) -> str:
     return redact(json.dumps(raw, ensure_ascii=False, default=str))[:_PAYLOAD]
 
 
-def _read_action(raw: object) -> _Action | None:
+def _read_action(raw: object, types: Sequence[str] = ACTION_TYPES) -> _Action | None:
     """An action that names a card, or None. Actions only say which cards to read, so one
     that cannot be read is skipped; the card still comes with the next sweep."""
     if not isinstance(raw, dict):
@@ -284,13 +310,22 @@ def _read_action(raw: object) -> _Action | None:
     if (
         not isinstance(action_id, str)
         or not _ID.match(action_id)
-        or kind not in ACTION_TYPES
+        or kind not in types
         or not isinstance(card_id, str)
         or not _ID.match(card_id)
         or when is None
     ):
         return None
-    return _Action(action_id, str(kind), when, card_id)
+    creator = raw.get("idMemberCreator")
+    text = data.get("text") if isinstance(data, dict) else None
+    return _Action(
+        action_id,
+        str(kind),
+        when,
+        card_id,
+        creator if isinstance(creator, str) and _ID.match(creator) else None,
+        text[:_MAX_COMMENT] if isinstance(text, str) else None,
+    )
 
 
 def _rate_limit_wait(response: httpx.Response) -> float | None:
@@ -309,6 +344,7 @@ def _rate_limit_wait(response: httpx.Response) -> float | None:
 class TrelloAdapter(Adapter[TrelloConfig]):
     kind = "trello"
     Config = TrelloConfig
+    comments = True
     default_states: ClassVar[dict[str, State]] = DEFAULT_LISTS
 
     def __init__(
@@ -402,26 +438,57 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                 if card is not None:
                     cards.append(card)
         bad = dict(mark.bad)
+        # Comments since the last read only: the first read of a board is history.
+        said = self._activity(actions) if mark.since is not None else {}
         page = self._read_cards(
             board, cards, owner_times(actions), bad, refreshed=sweep, changed=frozenset(changed)
         )
+        page.observations = [
+            replace(o, activity=said[o.ref]) if o.ref in said else o for o in page.observations
+        ]
         newest = max(actions, key=lambda a: (a.date, a.id)).id if actions else mark.since
         marks[board] = _Mark(newest, now if sweep else mark.swept, bad)
         page.cursor = cursor_of(marks)
         return page
 
     def _learn_and_read(self, raw: object) -> _Action | None:
-        # Member actions carry the member's username: learning it here saves a members read.
-        member = raw.get("member") if isinstance(raw, dict) else None
-        if isinstance(member, dict):
-            self._learn_member(member)
-        return _read_action(raw)
+        # Actions carry the usernames of the member and of who acted: learning them here
+        # saves a members read, and names the actor of an owner change.
+        for name in ("member", "memberCreator"):
+            member = raw.get(name) if isinstance(raw, dict) else None
+            if isinstance(member, dict):
+                self._learn_member(member)
+        return _read_action(raw, self._types)
+
+    @property
+    def _types(self) -> tuple[str, ...]:
+        return (*ACTION_TYPES, COMMENT) if self.config.wants_comments else ACTION_TYPES
+
+    def _activity(self, actions: Sequence[_Action]) -> dict[str, tuple[Activity, ...]]:
+        """The comments among the actions, by card, oldest first."""
+        said: dict[str, list[Activity]] = {}
+        for a in sorted(actions, key=lambda a: (a.date, a.id)):
+            if a.type == COMMENT and a.creator is not None:
+                said.setdefault(a.card, []).append(
+                    Activity(
+                        actor=self._handle(a.creator),
+                        at=a.date,
+                        kind="comment",
+                        id=a.id,
+                        text=a.text,
+                        # Only board members comment on a board's cards; commands still
+                        # come only from people mapped in the config.
+                        trusted=True,
+                        by_syncd=a.by_syncd,
+                    )
+                )
+        return {card: tuple(acts) for card, acts in said.items()}
 
     def _read_cards(
         self,
         board: str,
         cards: list[Any],
-        times: dict[str, datetime],
+        times: dict[str, tuple[datetime, str | None]],
         bad: dict[str, str],
         *,
         refreshed: bool,
@@ -455,7 +522,14 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                 continue
             if obs is not None:
                 bad.pop(obs.ref, None)
-                page.observations.append(replace(obs, owner_changed_at=times.get(obs.ref)))
+                at, actor = times.get(obs.ref, (None, None))
+                page.observations.append(
+                    replace(
+                        obs,
+                        owner_changed_at=at,
+                        owner_actor=self._handle(actor) if actor is not None else None,
+                    )
+                )
         page.observations.sort(key=lambda o: o.updated_at)
         return page
 
@@ -579,9 +653,9 @@ class TrelloAdapter(Adapter[TrelloConfig]):
 
     def _actions(self, board: str, since: str | None) -> list[Any]:
         params = {
-            "filter": ",".join(ACTION_TYPES),
+            "filter": ",".join(self._types),
             "limit": str(ACTIONS_LIMIT),
-            "memberCreator": "false",
+            "memberCreator_fields": "username",
         }
         if since is not None:
             params["since"] = since
@@ -702,6 +776,30 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                 "or fix their trello handle under [[people]]",
             )
         return member
+
+    # -- handoff comments -------------------------------------------------------------
+
+    def find_comment(self, ref: str, marker: str) -> str | None:
+        card_id = self._card_id(ref)
+        data = self._get(f"cards/{card_id}/actions", {"filter": COMMENT})
+        for raw in data if isinstance(data, list) else ():
+            action = _read_action(raw, (COMMENT,))
+            if action is not None and action.text is not None and marker in action.text:
+                return action.id
+        return None
+
+    def post_comment(self, ref: str, comment: Comment) -> str:
+        card_id = self._card_id(ref)
+        # Trello shows a comment's text as written: the marker is a small last line.
+        text = f"{plain_text(comment)}\n\n`{comment.marker}`"
+        response = self.client.request(
+            "POST", f"cards/{card_id}/actions/comments", params={"text": text}
+        )
+        data = self.client.json(response)
+        action_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(action_id, str) or not _ID.match(action_id):
+            raise MalformedResponse(self.name, f"card {card_id}: the comment answer has no id")
+        return action_id
 
     def _card_id(self, ref: str) -> str:
         if not _ID.match(ref):

@@ -267,7 +267,7 @@ def test_first_search_request_shape(make: Any, router: respx.Router) -> None:
     assert query(request) == {
         "jql": "(project = OPS) AND updated >= 0 ORDER BY updated ASC, key ASC",
         "maxResults": "100",
-        "fields": "summary,status,assignee,reporter,description,created,updated,labels,components",
+        "fields": "summary,status,assignee,reporter,description,created,updated,labels,components,comment",
     }
     expected = base64.b64encode(f"{EMAIL}:{TOKEN}".encode()).decode()
     assert request.headers["authorization"] == f"Basic {expected}"
@@ -467,10 +467,10 @@ def test_owner_change_time_from_the_latest_assignee_change() -> None:
     created = datetime(2024, 4, 1, tzinfo=UTC)
     t1, t2 = datetime(2024, 4, 2, tzinfo=UTC), datetime(2024, 4, 3, tzinfo=UTC)
     assert owner_change_time((), frozenset({ALICE}), created) == created
-    assert owner_change_time(((t2, BOB), (t1, ALICE)), frozenset({BOB}), created) == t2
-    assert owner_change_time(((t1, ALICE), (t2, None)), frozenset(), created) == t2
+    assert owner_change_time(((t2, BOB, None), (t1, ALICE, None)), frozenset({BOB}), created) == t2
+    assert owner_change_time(((t1, ALICE, None), (t2, None, None)), frozenset(), created) == t2
     # The history lags the issue: the time is unknown rather than wrong.
-    assert owner_change_time(((t1, ALICE),), frozenset({BOB}), created) is None
+    assert owner_change_time(((t1, ALICE, None),), frozenset({BOB}), created) is None
 
 
 def test_bulk_changelog_gives_exact_owner_times(make: Any, router: respx.Router) -> None:

@@ -278,7 +278,7 @@ def test_first_pull_sweeps_the_board(make: Any, router: respx.Router) -> None:
     assert query(request) == {
         "filter": ",".join(ACTION_TYPES),
         "limit": "1000",
-        "memberCreator": "false",
+        "memberCreator_fields": "username",
         "key": KEY,
         "token": TOKEN,
     }

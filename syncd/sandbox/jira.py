@@ -61,6 +61,7 @@ ALL_FIELDS = (
     "issuetype",
     "labels",
     "components",
+    "comment",
 )
 # Status categories as Jira numbers them.
 CATEGORIES: dict[str, tuple[int, str, str]] = {
@@ -121,6 +122,16 @@ class _History:
 
 
 @dataclass
+class _Comment:
+    id: str
+    author: str  # accountId
+    body: dict[str, Any]  # ADF
+    created: datetime
+    updated: datetime
+    visibility: dict[str, str] | None = None
+
+
+@dataclass
 class _Issue:
     id: str
     key: str
@@ -136,6 +147,7 @@ class _Issue:
     labels: list[str] = field(default_factory=list)
     components: list[str] = field(default_factory=list)
     remote_links: list[dict[str, Any]] = field(default_factory=list)  # as the API shows them
+    comments: list[_Comment] = field(default_factory=list)
 
 
 @dataclass
@@ -175,6 +187,7 @@ class JiraEmulator(Emulator):
         self._issue_ids = itertools.count(10_001)
         self._history_ids = itertools.count(10_100)
         self._link_ids = itertools.count(10_000)
+        self._comment_ids = itertools.count(10_500)
         self._random = random.Random(20240501)
         # The budget runs on the wall clock, not `clock`: a client waits in real time.
         self._rate_limit = rate_limit
@@ -193,6 +206,8 @@ class JiraEmulator(Emulator):
         self.route("GET", issue + "/changelog", self._get_changelog)
         self.route("GET", issue + "/remotelink", self._get_remote_links)
         self.route("POST", issue + "/remotelink", self._post_remote_link)
+        self.route("GET", issue + "/comment", self._get_comments)
+        self.route("POST", issue + "/comment", self._post_comment)
         self.route("POST", api + "/changelog/bulkfetch", self._bulk_changelog)
         self.route("GET", api + "/myself", lambda r: json_response(200, self._myself()))
         self.route("GET", api + "/user/search", self._user_search)
@@ -283,6 +298,19 @@ class JiraEmulator(Emulator):
         with self.lock:
             self._require_user(account_id)
             self._assign(self._get(key), account_id, by)
+
+    def add_comment(self, key: str, body: str | dict[str, Any], *, by: str) -> str:
+        """`by` (an accountId) comments on the issue; returns the comment id. As in Jira, a
+        comment moves the issue's `updated` and leaves no changelog entry."""
+        with self.lock:
+            self._require_user(by)
+            doc = adf(body) if isinstance(body, str) else body
+            return self._comment(self._get(key), doc, by, None).id
+
+    def comments(self, key: str) -> list[dict[str, Any]]:
+        with self.lock:
+            issue = self._get(key)
+            return [self._comment_json(issue, c) for c in issue.comments]
 
     def transition(self, key: str, status: str, *, by: str | None = None) -> None:
         with self.lock:
@@ -607,6 +635,70 @@ class JiraEmulator(Emulator):
         self._log_change(issue, by, [_item("RemoteIssueLink", None, None, str(link_id), text)])
         return link_id
 
+    def _get_comments(self, request: Request) -> Response:
+        issue = self._find(request)
+        order = request.arg("orderBy")
+        if order not in (None, "created", "-created", "+created"):
+            raise _error(400, "orderBy must be created.")
+        start = _int_arg(request, "startAt", 0)
+        size = min(5000, max(1, _int_arg(request, "maxResults", 5000)))
+        found = sorted(issue.comments, key=lambda c: (c.created, int(c.id)))
+        if order == "-created":
+            found.reverse()
+        return json_response(200, self._comments_page(issue, found, start, size))
+
+    def _post_comment(self, request: Request) -> Response:
+        issue = self._find(request)
+        data = _body(request)
+        body = data.get("body")
+        if not isinstance(body, dict) or body.get("type") != "doc":
+            raise _error(400, "Comment body can not be empty!")
+        visibility = data.get("visibility")
+        if visibility is not None and (
+            not isinstance(visibility, dict)
+            or visibility.get("type") not in ("role", "group")
+            or not isinstance(visibility.get("value"), str)
+        ):
+            raise _error(400, "Visibility must name a role or a group.")
+        comment = self._comment(issue, body, self.bot, visibility)
+        return json_response(201, self._comment_json(issue, comment))
+
+    def _comment(
+        self, issue: _Issue, body: dict[str, Any], by: str, visibility: dict[str, str] | None
+    ) -> _Comment:
+        now = self._now()
+        comment = _Comment(str(next(self._comment_ids)), by, body, now, now, visibility)
+        issue.comments.append(comment)
+        issue.updated = now
+        return comment
+
+    def _comments_page(
+        self, issue: _Issue, comments: list[_Comment], start: int, size: int
+    ) -> dict[str, Any]:
+        return {
+            "comments": [self._comment_json(issue, c) for c in comments[start : start + size]],
+            "self": f"{self.base_url}/rest/api/3/issue/{issue.id}/comment",
+            "maxResults": size,
+            "total": len(comments),
+            "startAt": start,
+        }
+
+    def _comment_json(self, issue: _Issue, comment: _Comment) -> dict[str, Any]:
+        author = self._user_json(self._users[comment.author])
+        data: dict[str, Any] = {
+            "self": f"{self.base_url}/rest/api/3/issue/{issue.id}/comment/{comment.id}",
+            "id": comment.id,
+            "author": author,
+            "body": comment.body,
+            "updateAuthor": author,
+            "created": self._stamp(comment.created),
+            "updated": self._stamp(comment.updated),
+            "jsdPublic": True,
+        }
+        if comment.visibility is not None:
+            data["visibility"] = dict(comment.visibility)
+        return data
+
     def _bulk_changelog(self, request: Request) -> Response:
         data = _body(request)
         wanted = data.get("issueIdsOrKeys")
@@ -828,6 +920,8 @@ class JiraEmulator(Emulator):
             }
         if name == "labels":
             return list(issue.labels)
+        if name == "comment":
+            return self._comments_page(issue, issue.comments, 0, 5000)
         if name == "components":
             p = self._projects[issue.project]
             return [

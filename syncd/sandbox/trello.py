@@ -253,6 +253,8 @@ class TrelloEmulator(Emulator):
         self.route("GET", card + "/attachments", self._get_attachments)
         self.route("POST", card + "/idMembers", self._add_card_member)
         self.route("DELETE", card + "/idMembers/{idMember}", self._remove_card_member)
+        self.route("GET", card + "/actions", self._get_card_actions)
+        self.route("POST", card + "/actions/comments", self._post_comment)
         self.route("GET", "/members/{id}", self._get_member)
 
     # -- control API (tests, demo) -----------------------------------------------------
@@ -392,6 +394,20 @@ class TrelloEmulator(Emulator):
             for member in wanted:
                 if member not in card.members:
                     self._add(card, member, actor)
+
+    def comment(self, card_id: str, text: str, *, by: str | None = None) -> str:
+        """`by` (a username) comments on the card; returns the commentCard action's id."""
+        with self.lock:
+            return self._comment(self._card(card_id), text, self._actor(by)).id
+
+    def comments(self, card_id: str) -> list[str]:
+        """The texts of the card's comments, oldest first."""
+        with self.lock:
+            return [
+                str(a.data["text"])
+                for a in self._actions
+                if a.type == "commentCard" and a.data["card"]["id"] == card_id
+            ]
 
     def move_card(self, card_id: str, list_name: str, *, by: str | None = None) -> None:
         with self.lock:
@@ -637,6 +653,28 @@ class TrelloEmulator(Emulator):
             raise _text(400, "member is not on the card")
         self._remove(card, member, self.me)
         return json_response(200, [self._member_json(self._members[m]) for m in card.members])
+
+    def _get_card_actions(self, request: Request) -> Response:
+        card = self._card_of(request)
+        types = {t.strip() for t in (request.arg("filter") or "commentCard").split(",")}
+        chosen = [
+            a
+            for a in reversed(self._actions)
+            if a.data.get("card", {}).get("id") == card.id and ("all" in types or a.type in types)
+        ][:50]
+        return json_response(200, [self._action_json(a, True, True) for a in chosen])
+
+    def _post_comment(self, request: Request) -> Response:
+        card = self._card_of(request)
+        text = request.arg("text") or ""
+        if not text.strip():
+            raise _text(400, "invalid value for text")
+        action = self._comment(card, text, self.me)
+        return json_response(200, self._action_json(action, True, True))
+
+    def _comment(self, card: _Card, text: str, actor: str) -> _Action:
+        self._act("commentCard", card, actor, {"text": text})
+        return self._actions[-1]
 
     def _get_member(self, request: Request) -> Response:
         ref = request.params["id"]
