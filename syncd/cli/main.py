@@ -23,7 +23,7 @@ import click
 
 from syncd import __version__
 from syncd.cli import config as config_commands
-from syncd.cli import handoff, reads, running
+from syncd.cli import handoff, reads, running, schema
 from syncd.cli.options import Env
 from syncd.config import DEFAULT_CONFIG_PATH
 from syncd.errors import ConfigError, SyncdError
@@ -145,6 +145,7 @@ for command in (
     running.sync_command,
     running.run_command,
     running.reload_command,
+    schema.schema_command,
     running.demo_command,
     config_commands.config_group,
 ):

@@ -63,7 +63,7 @@ def json_option(f: F) -> F:
         "--json",
         "as_json",
         is_flag=True,
-        help="Print JSON instead of a table (shape documented in syncd.queries; stable for scripts).",
+        help="Print JSON instead of text; `syncd schema COMMAND` prints its JSON Schema.",
     )(f)
 
 

@@ -17,7 +17,9 @@ from syncd.cli.options import (
     Env,
     check_writable,
     duration_option_value,
+    emit_json,
     http_options,
+    json_option,
     pass_env,
     paths_option,
     trace_option,
@@ -38,17 +40,21 @@ from syncd.redact import redact
     help="Only this source; repeat for several. Default: every enabled source.",
 )
 @trace_option
+@json_option
 @paths_option
 @pass_env
-def sync_command(env: Env, once: bool, sources: tuple[str, ...], trace_http: Path | None) -> None:
+def sync_command(
+    env: Env, once: bool, sources: tuple[str, ...], trace_http: Path | None, as_json: bool
+) -> None:
     """Run one sync cycle now: poll each source, then pay the write-backs owed to each.
 
-    Prints one summary line per source. Exits 1 if any source failed. Refuses to run while
-    `syncd run` holds the same ledger.
+    Prints one summary line per source (with --json, one object with a result per source).
+    Exits 1 if any source failed. Refuses to run while `syncd run` holds the same ledger.
 
     \b
     Examples:
       syncd sync --once
+      syncd sync --once --json | jq '.sources[] | select(.ok | not)'
       syncd sync --once --source api --trace-http /tmp/api-http.jsonl
     """
     from syncd.cycle import Engine  # late: importing adapters is only needed to sync
@@ -75,7 +81,31 @@ def sync_command(env: Env, once: bool, sources: tuple[str, ...], trace_http: Pat
         finally:
             engine.close()
         outbox = {s["source"]: s for s in queries.source_status(ledger, now=now_utc())["sources"]}
-    for r in results:
+    failed = [r.source for r in results if not r.ok]
+    if as_json:
+        emit_json(
+            {
+                "ok": not failed,
+                "sources": [
+                    {
+                        "source": r.source,
+                        "ok": r.ok,
+                        "pages": r.pages,
+                        "items": r.applied.observations,
+                        "created": r.applied.created,
+                        "changed": r.applied.changed,
+                        "conflicts": r.applied.conflicts,
+                        "quarantined": r.applied.quarantined,
+                        "requests": r.requests,
+                        "outbox_pending": outbox.get(r.source, {}).get("outbox_pending"),
+                        "outbox_dead": outbox.get(r.source, {}).get("outbox_dead"),
+                        "error": redact(r.error) if r.error else None,
+                    }
+                    for r in results
+                ],
+            }
+        )
+    for r in [] if as_json else results:
         a = r.applied
         line = (
             f"{r.source}: {'ok' if r.ok else 'FAILED'}, {r.pages} pages, {a.observations} items "
@@ -88,7 +118,6 @@ def sync_command(env: Env, once: bool, sources: tuple[str, ...], trace_http: Pat
         if r.error:
             line += f"; error: {r.error}"
         click.echo(redact(line))
-    failed = [r.source for r in results if not r.ok]
     if failed:
         raise SyncdError(f"{len(failed)} of {len(results)} sources failed: {', '.join(failed)}")
 
