@@ -632,11 +632,15 @@ class EmailAdapter(Adapter[EmailConfig]):
         drop = {k for k in thread.present() if self.words.owner_of(k) is not None}
         drop |= {self.words.owner_keyword(self.tag_of(h)) for h in remove}
         drop.discard(keyword or "")
-        content = self._reply(thread, handoff)
+        recipient = self._recipient(thread)
+        external = recipient != self.config.address and not self.internal(recipient)
+        content = self._reply(thread, handoff, recipient, external=external)
+        # An outsider gets the short reply; the shared mailbox still gets the full record.
+        record = self._reply(thread, handoff, self.config.address) if external else None
         envelope = SmtpEnvelope(
             self.name, self.config.smtp, self._smtp_password(), self.http.timeout
         )
-        envelope.open(self.config.sender, self._recipient(thread))
+        envelope.open(self.config.sender, recipient)
         try:
             before = {(m.folder, m.uid): m.keywords for m in thread.messages}
             self._store(thread, [keyword] if keyword else [], drop)
@@ -646,6 +650,8 @@ class EmailAdapter(Adapter[EmailConfig]):
                 self._restore(thread, keyword, before)
                 raise
             self.smtp_sent += 1
+            if record is not None:
+                self._send_record(envelope, record, thread.root)
         finally:
             envelope.close()
         log.info(
@@ -669,13 +675,30 @@ class EmailAdapter(Adapter[EmailConfig]):
             )
         return self.config.address
 
-    def _reply(self, thread: Thread, handoff: Handoff) -> bytes:
+    def _send_record(self, envelope: SmtpEnvelope, record: bytes, ref: str) -> None:
+        """The full record to the shared mailbox, after the requester's reply went out.
+        Best effort: the handoff is done and announced, and the ledger holds the record."""
+        try:
+            envelope.send_another(self.config.sender, self.config.address, record)
+            self.smtp_sent += 1
+        except SourceError as exc:
+            log.warning(
+                "the full handoff record did not reach the shared mailbox",
+                source=self.name,
+                ref=ref,
+                error=str(exc),
+            )
+
+    def _reply(
+        self, thread: Thread, handoff: Handoff, recipient: str, *, external: bool = False
+    ) -> bytes:
         target = ReplyTarget(
             sender=self.config.sender,
-            recipient=self._recipient(thread),
+            recipient=recipient,
             title=thread.title,
             root_id=thread.root,
             last_id=thread.last_id,
+            audience="external" if external else "internal",
         )
         domain = self.config.sender.rpartition("@")[2]
         message_id = make_msgid(idstring="syncd", domain=domain).strip("<>")

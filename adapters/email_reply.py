@@ -6,6 +6,11 @@ note) is checked or reduced to a single line first. EmailMessage then refuses an
 value with a line break as a second line of defence, so no incoming mail can add headers
 or recipients to an outgoing one.
 
+Replies are audience-aware, as Request Tracker keeps Reply apart from Comment: a reply to
+someone outside the team names the request and its new owner's display name and nothing
+else (external_text); the shared mailbox and team members get the full record (reply_text):
+who had it, where it changed, who changed it, and the note.
+
 The reply marks itself as syncd's own (X-Syncd-Request, Auto-Submitted), so when it lands
 in the watched mailbox, as it does by default, the adapter skips it, and auto-responders
 that honour RFC 3834 don't answer it.
@@ -19,8 +24,10 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
+from typing import Literal
 
 from syncd.adapters.email_message import (
+    NO_SUBJECT,
     OWN_MAIL_HEADER,
     is_synthetic,
     single_line,
@@ -48,6 +55,9 @@ class ReplyTarget:
     title: str  # the thread's subject without Re:/Fwd:
     root_id: str | None  # the thread's root Message-ID
     last_id: str | None  # the Message-ID of the latest message in the thread
+    # Who reads it: "internal" (the shared mailbox, a team member) gets the full record;
+    # "external" (a requester outside the team) only the request and its owner's name.
+    audience: Literal["internal", "external"] = "internal"
 
 
 def _usable_id(message_id: str | None) -> str | None:
@@ -116,6 +126,45 @@ def reply_text(handoff: Handoff, title: str, prefix: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def external_text(handoff: Handoff, title: str) -> str:
+    """The body for someone outside the team: which request, and the new owner's display
+    name. Nothing else: not the note, not who made the change or where, not the previous
+    owner, not a login or handle, and no title but the requester's own subject."""
+    key = single_line(handoff.request_key)
+    title = _line(title)
+    if handoff.to_owner is None:
+        first = f'Your request {key} "{title}" is waiting for someone to take it on.'
+    else:
+        first = f'Your request {key} "{title}" is now handled by {_display_name(handoff)}.'
+    return (
+        "\n".join(
+            [
+                first,
+                "",
+                "-- ",
+                f"Sent by syncd. Keep [{key}] in the subject when you write about this request.",
+            ]
+        )
+        + "\n"
+    )
+
+
+def _display_name(handoff: Handoff) -> str:
+    """A person's name; never a tool handle (an owner nobody in [[people]] claims is shown
+    as a handle such as "github:zed", which outsiders must not see)."""
+    name = handoff.to_name
+    if not name or not handoff.to_owner or name == handoff.to_owner or ":" in handoff.to_owner:
+        return "a member of the team"
+    return _line(name)[:100] or "a member of the team"
+
+
+def subject_for(key: str, title: str) -> str:
+    """`Re: [REQ-42] <title>`: the tag lets mail about the request find it again even when
+    a client drops the thread headers (see email_message.request_tag)."""
+    tag = f"[{key}]"
+    return f"Re: {title}" if tag.lower() in title.lower() else f"Re: {tag} {title}"
+
+
 def compose_reply(
     handoff: Handoff, target: ReplyTarget, message_id: str, now: datetime, owner_prefix: str
 ) -> EmailMessage:
@@ -128,11 +177,15 @@ def compose_reply(
         raise UnsafeReply(f"unexpected request key {handoff.request_key!r}")
     if not valid_message_id(message_id):
         raise UnsafeReply("the reply's own Message-ID is malformed")
-    title = _line(target.title)[:_MAX_SUBJECT] or _line(handoff.title)[:_MAX_SUBJECT]
+    external = target.audience == "external"
+    title = _line(target.title)[:_MAX_SUBJECT]
+    if not title:
+        # The ledger's title may come from another tool's item: never for outsiders.
+        title = NO_SUBJECT if external else _line(handoff.title)[:_MAX_SUBJECT]
     message = EmailMessage(policy=SMTP)
     message["From"] = formataddr(("syncd", sender))
     message["To"] = recipient
-    message["Subject"] = f"Re: {title}"
+    message["Subject"] = subject_for(handoff.request_key, title)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = f"<{message_id}>"
     for name, value in thread_headers(target.root_id, target.last_id).items():
@@ -141,5 +194,8 @@ def compose_reply(
     message["Auto-Submitted"] = "auto-replied"
     message["X-Auto-Response-Suppress"] = "All"
     message[OWN_MAIL_HEADER] = handoff.request_key
-    message.set_content(reply_text(handoff, title, owner_prefix))
+    if external:
+        message.set_content(external_text(handoff, title))
+    else:
+        message.set_content(reply_text(handoff, title, owner_prefix))
     return message

@@ -443,6 +443,20 @@ class SmtpEnvelope:
         except (smtplib.SMTPException, OSError) as exc:
             raise _smtp_error(self.source, self.where, "DATA", exc) from None
 
+    def send_another(self, sender: str, recipient: str, content: bytes) -> None:
+        """One more message on the same session, after send()."""
+        assert self.client is not None
+        try:
+            code, reply = self.client.mail(sender)
+            if code != 250:
+                raise smtplib.SMTPSenderRefused(code, reply, sender)
+            code, reply = self.client.rcpt(recipient)
+            if code not in (250, 251):
+                raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _smtp_error(self.source, self.where, "envelope", exc) from None
+        self.send(content)
+
     def close(self) -> None:
         client, self.client = self.client, None
         if client is None:

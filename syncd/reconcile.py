@@ -159,6 +159,7 @@ def plan_observation(
     seen = seen_values(obs, kind, previous_owner, d)
     # Who changed the owner, as the tool says: a person when someone claims the handle.
     actor = d.owner_for(kind, obs.owner_actor) if obs.owner_actor else None
+    evidence = handoff_evidence(obs)
     if request is None:
         plan = Plan(request_id=None, new_link=True, snapshot=dict(seen))
         plan.canonical = dict(seen)
@@ -166,7 +167,15 @@ def plan_observation(
         plan.events.append(Event("created", to_value=seen["title"], source_at=obs.updated_at))
         if seen["owner"] is not None:
             plan.events.append(
-                Event("owner_changed", "owner", None, seen["owner"], obs.owner_time, actor=actor)
+                Event(
+                    "owner_changed",
+                    "owner",
+                    None,
+                    seen["owner"],
+                    obs.owner_time,
+                    actor=actor,
+                    detail=evidence,
+                )
             )
         return plan
 
@@ -201,6 +210,7 @@ def plan_observation(
                         decision.value,
                         field_time(obs, name),
                         actor=actor if name == "owner" else None,
+                        detail=evidence if name == "owner" else None,
                     )
                 )
         if decision.confirmed:
@@ -225,6 +235,15 @@ def plan_observation(
                 )
             )
     return plan
+
+
+def handoff_evidence(obs: Observation) -> str | None:
+    """Where an owner change was commanded, for its event: the mail's Message-ID when an
+    /assign line in a mail made it (an "assign" Activity with an id)."""
+    for act in reversed(obs.activity):
+        if act.kind == "assign" and act.id:
+            return f"/assign by {act.actor} in message <{act.id}>"
+    return None
 
 
 def choose_request(candidates: Iterable[int]) -> int | None:

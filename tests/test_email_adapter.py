@@ -532,7 +532,7 @@ def test_write_owner_sets_keywords_and_sends_exactly_one_threaded_reply(
     assert sent.mail_from == "syncd@example.com"
     assert sent.rcpt_tos == ["support@example.com"]  # not carol, not everyone on the thread
     message = BytesParser(policy=default).parsebytes(sent.data)
-    assert message["Subject"] == "Re: Printer on 3rd floor [OPS-7]"
+    assert message["Subject"] == "Re: [REQ-7] Printer on 3rd floor [OPS-7]"
     assert message["To"] == "support@example.com"
     assert message["In-Reply-To"] == "<r3@example.com>"
     assert message["References"] == "<r1@customer.org> <r3@example.com>"
@@ -579,8 +579,12 @@ def test_replies_can_go_to_the_requester_instead(
     reader.adapter.write_owner(
         "r1@customer.org", "bob@example.com", ("alice@example.com",), HANDOFF
     )
-    (sent,) = smtp.wait_for(1)
+    # Carol is outside the team: she gets the short reply, and the mailbox the full record.
+    sent, record = smtp.wait_for(2)
     assert sent.rcpt_tos == ["carol@customer.org"]
+    assert record.rcpt_tos == ["support@example.com"]
+    assert b"covering while Alice is out" not in sent.data
+    assert b"covering while Alice is out" in record.data
 
 
 def test_unassigning_removes_the_keywords_and_says_so(

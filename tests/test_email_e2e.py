@@ -145,7 +145,7 @@ def test_a_mailbox_thread_and_a_github_issue_share_one_owner(
         message = sent.message
         assert message["In-Reply-To"] == "<t2@customer.org>"
         assert message["References"] == "<t1@customer.org> <t2@customer.org>"
-        assert message["Subject"] == "Re: Checkout fails on mobile"
+        assert message["Subject"] == "Re: [REQ-1] Checkout fails on mobile"
         assert sent.rcpt_tos == ["support@example.com"]
         # The reply reaches the shared mailbox, as it would through the MTA.
         own = mailbox.deliver(sent.data)
@@ -190,6 +190,11 @@ def test_a_mailbox_thread_and_a_github_issue_share_one_owner(
         ("alice", "bob", "api"),
         ("bob", "alice", "support"),
     ]
+    # The handoff by mail names who commanded it and in which message.
+    assert query(
+        ledger,
+        "SELECT actor, detail FROM events WHERE kind = 'owner_changed' ORDER BY id DESC LIMIT 1",
+    ) == [("bob", "/assign by bob@example.com in message <t3@example.com>")]
     logs = log.read_text() + (tmp_path / "daemon2.log").read_text()
     assert mailbox.password not in logs
     assert TOKEN not in logs

@@ -387,7 +387,8 @@ def test_replies_to_hostile_threads_carry_no_injected_header(
         "REQ-3", "Hello\r\nBcc: evil@x", "alice", "Al\r\nBcc: e@x", None, None, "api\nX: y"
     )
     adapter.write_owner(observation.ref, "alice@example.com", (), handoff)
-    (sent,) = smtp.wait_for(1)
+    # An outside requester's reply comes first; the shared mailbox's full record after it.
+    sent = smtp.wait_for(1 if recipient == "support@example.com" else 2)[0]
     assert sent.rcpt_tos == [recipient]
     header_block = sent.data.split(b"\r\n\r\n", 1)[0].decode()
     names = [line.split(":", 1)[0] for line in header_block.split("\r\n") if not line[:1].isspace()]
@@ -409,7 +410,7 @@ def test_replies_to_hostile_threads_carry_no_injected_header(
         ]
     )
     message = BytesParser(policy=default).parsebytes(sent.data)
-    assert message["Subject"] == "Re: Hello"
+    assert message["Subject"] == "Re: [REQ-3] Hello"
     assert message["To"] == recipient
     assert message["References"] == "<ok@x> <hostile@x>"
     assert "Bcc" not in header_block
@@ -483,7 +484,8 @@ def test_a_bounce_of_syncds_own_reply_is_quarantined_not_a_request(
         (),
         Handoff("REQ-1", "Printer on fire", "alice", "Alice", None, None, "api"),
     )
-    (sent,) = smtp.wait_for(1)
+    sent = smtp.wait_for(2)[0]  # to Carol; the second is the full record for the mailbox
+    assert sent.rcpt_tos == ["carol@customer.org"]
     assert b"REQ-1" in sent.data  # what the bounce gives back, and must not act on
     mailbox.deliver(sent.data)  # the reply itself reaches the mailbox too, as by default
     mailbox.deliver(report(sent.data))

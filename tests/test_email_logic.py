@@ -286,7 +286,7 @@ def test_the_reply_threads_and_marks_itself() -> None:
     parsed = BytesParser(policy=default).parsebytes(message.as_bytes())
     assert parsed["In-Reply-To"] == "<r3@x>"
     assert parsed["References"] == "<r1@x> <r3@x>"
-    assert parsed["Subject"] == "Re: Printer"
+    assert parsed["Subject"] == "Re: [REQ-42] Printer"
     assert parsed["X-Syncd-Request"] == "REQ-42"
     body = parsed.get_content()
     assert "    one\r\n    two\r\n" in body
@@ -319,7 +319,7 @@ def test_line_breaks_in_titles_and_names_stay_on_one_line() -> None:
     data = compose_reply(handoff, target, "m1@example.com", NOW, "owner-").as_bytes()
     headers = data.split(b"\r\n\r\n", 1)[0]
     assert b"\r\nBcc" not in headers
-    assert b"Subject: Re: Printer Bcc: evil@x.org" in headers
+    assert b"Subject: Re: [REQ-42] Printer Bcc: evil@x.org" in headers
     with pytest.raises(UnsafeReply):
         compose_reply(replace(HANDOFF, request_key="REQ-1\r\nBcc: x"), TARGET, "m@x", NOW, "o-")
 
