@@ -110,7 +110,7 @@ def test_the_demo_tells_the_whole_story_with_the_shared_mailbox(scratch: Path) -
     assert "items in the ledger from the mailbox: 1\n" in result.stderr
     # One threaded reply per handoff, in order, each saying who owns the request now.
     replies = re.findall(
-        r"^  (\d)\. to support@acme\.example  Subject: Re: Card payments declined at checkout "
+        r"^  (\d)\. to support@acme\.example  Subject: Re: \[REQ-1\] Card payments declined at checkout "
         r"\(your ref OPS-7\)  In-Reply-To: <card-payments-4711@globex\.example>\n"
         r" +(.+) now owns REQ-1 ",
         result.stdout,
