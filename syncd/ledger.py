@@ -255,8 +255,19 @@ class Ledger:
         # same mapping) would change nothing, and most pages repeat a few owners.
         handles: set[tuple[str, str]] = set()
         with self.transaction() as c:
+            # Items of this source in quarantine now: one that reads cleanly leaves it.
+            held = {
+                ref
+                for (ref,) in c.execute(
+                    "SELECT ref FROM quarantine WHERE source = ? AND released_at IS NULL "
+                    "AND ref IS NOT NULL",
+                    (source,),
+                )
+            }
             for obs in page.observations:
                 plan = self._apply_observation(c, obs, kind, directory, now, handles, commands)
+                if obs.ref in held:
+                    self._release(c, source, obs.ref, now)
                 stats.observations += 1
                 stats.created += plan.request_id is None
                 stats.changed += bool(plan.canonical) and plan.request_id is not None
@@ -296,9 +307,47 @@ class Ledger:
         return SourceState(self, source)
 
     def _quarantine(self, c: sqlite3.Connection, q: Quarantined, now: datetime) -> None:
+        ts = iso(now)
+        if q.ref is not None:
+            updated = c.execute(
+                "UPDATE quarantine SET reason = ?, payload = ?, last_seen_at = ?, "
+                "times = times + 1 WHERE source = ? AND ref = ? AND released_at IS NULL",
+                (q.reason, q.payload[:4000], ts, q.source, q.ref),
+            ).rowcount
+            if updated:
+                return
         c.execute(
-            "INSERT INTO quarantine (source, ref, reason, payload, at) VALUES (?, ?, ?, ?, ?)",
-            (q.source, q.ref, q.reason, q.payload[:4000], iso(now)),
+            "INSERT INTO quarantine (source, ref, reason, payload, at, last_seen_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (q.source, q.ref, q.reason, q.payload[:4000], ts, ts),
+        )
+        # An item syncd already tracks: its request's timeline says why it stopped moving.
+        c.execute(
+            "INSERT INTO events (request_id, at, kind, source, detail) "
+            "SELECT request_id, ?, 'quarantined', source, ? FROM links "
+            "WHERE source = ? AND ref = ?",
+            (ts, f"{q.ref}: {q.reason}", q.source, q.ref),
+        )
+
+    def _release(self, c: sqlite3.Connection, source: str, ref: str, now: datetime) -> None:
+        ts = iso(now)
+        reasons = [
+            r
+            for (r,) in c.execute(
+                "SELECT reason FROM quarantine WHERE source = ? AND ref = ? "
+                "AND released_at IS NULL",
+                (source, ref),
+            )
+        ]
+        c.execute(
+            "UPDATE quarantine SET released_at = ? WHERE source = ? AND ref = ? "
+            "AND released_at IS NULL",
+            (ts, source, ref),
+        )
+        c.execute(
+            "INSERT INTO events (request_id, at, kind, source, detail) "
+            "SELECT request_id, ?, 'released', source, ? FROM links WHERE source = ? AND ref = ?",
+            (ts, f"{ref} reads cleanly again (was: {'; '.join(reasons)})", source, ref),
         )
 
     def _link_state(self, row: sqlite3.Row | tuple[Any, ...]) -> LinkState:

@@ -295,7 +295,10 @@ def source_status(
         f"SELECT l.source, o.status, count(*) FROM ({_OWED_SQL}) o "  # noqa: S608 - constants
         "JOIN links l ON l.id = o.link_id GROUP BY l.source, o.status",
     )
-    quarantined = _count_by(ledger, "SELECT source, count(*) FROM quarantine GROUP BY source")
+    quarantined = _count_by(
+        ledger,
+        "SELECT source, count(*) FROM quarantine WHERE released_at IS NULL GROUP BY source",
+    )
     names = sorted(set(polled) | set(linked) | set(stale_after) | {k[0] for k in quarantined})
     sources: list[dict[str, Any]] = []
     for name in names:
@@ -502,3 +505,23 @@ def handoff_counts(ledger: Ledger) -> dict[str, int]:
             "SELECT source, count(*) FROM events WHERE kind = 'owner_changed' GROUP BY source",
         ).items()
     }
+
+
+def quarantine(
+    ledger: Ledger, *, source: str | None = None, released: bool = False
+) -> list[dict[str, Any]]:
+    """Items syncd could not read (`syncd quarantine`), oldest first: in quarantine now, or
+    with `released` those that have left it too. The URL is the item's, when syncd has read
+    it cleanly before; `request` the request it belongs to then."""
+    return _select(
+        ledger,
+        "SELECT q.source, q.ref, l.url, r.key AS request, q.reason, q.at AS first_seen_at, "
+        "coalesce(q.last_seen_at, q.at) AS last_seen_at, q.times, q.released_at "
+        "FROM quarantine q "
+        "LEFT JOIN links l ON l.source = q.source AND l.ref = q.ref "
+        "LEFT JOIN requests r ON r.id = l.request_id "
+        "WHERE (:source IS NULL OR q.source = :source) "
+        "AND (:released OR q.released_at IS NULL) "
+        "ORDER BY q.at, q.id",
+        {"source": source, "released": released},
+    )

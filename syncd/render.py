@@ -296,6 +296,11 @@ def status_view(st: Mapping[str, Any]) -> str:
                 )
             if s["retry_at"]:
                 out.append(f"{s['source']}: the source asked to wait until {when(s['retry_at'])}")
+            if s["quarantined"]:
+                out.append(
+                    f"{s['source']}: {plural(s['quarantined'], 'item')} in quarantine "
+                    f"(see `syncd quarantine --source {s['source']}`)"
+                )
     else:
         out.append("no sources have been polled yet")
     t = st["totals"]
@@ -377,3 +382,28 @@ def assign_view(before: str | None, after: Mapping[str, Any], actor: str) -> str
     out += ["  " + line for line in table(["SOURCE", "REF", "PLAN"], rows).splitlines()]
     out.append("The daemon writes these on its next cycle (or run `syncd sync --once`).")
     return shown("\n".join(out))
+
+
+def quarantine_view(rows: list[dict[str, Any]], now: datetime) -> str:
+    """`syncd quarantine`: what could not be read, where, why, and since when."""
+    if not rows:
+        return "no items in quarantine"
+    return shown(
+        table(
+            ["SOURCE", "REF", "FIRST SEEN", "LAST SEEN", "TIMES", "URL", "REASON"],
+            [
+                [
+                    r["source"],
+                    r["ref"] or "(unknown)",
+                    when(r["first_seen_at"]),
+                    ago(r["last_seen_at"], now)
+                    if r["released_at"] is None
+                    else f"released {when(r['released_at'])}",
+                    r["times"],
+                    r["url"] or NONE,
+                    clip(r["reason"], ERROR_WIDTH),
+                ]
+                for r in rows
+            ],
+        )
+    )

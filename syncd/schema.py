@@ -262,4 +262,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0004_quarantine",
+        """
+        -- One open row per quarantined item (source, ref): read badly again, it is updated;
+        -- read cleanly again, it is released (and a 'released' event says so). `at` is when
+        -- it was first quarantined. Rows without a ref (nothing to tell items apart) stay
+        -- one per time.
+        ALTER TABLE quarantine ADD COLUMN last_seen_at TEXT;
+        ALTER TABLE quarantine ADD COLUMN times INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE quarantine ADD COLUMN released_at TEXT;
+        UPDATE quarantine SET last_seen_at = at;
+        CREATE INDEX quarantine_open ON quarantine(source, ref) WHERE released_at IS NULL;
+        """,
+    ),
 ]

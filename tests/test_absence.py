@@ -106,7 +106,12 @@ def test_an_unreadable_owner_field_quarantines_the_item_and_changes_nothing(
         "WHERE e.id > ? AND l.source = ?",
         (events_before, source),
     )
-    assert {e["ref"] for e in new_events} == {world.ref(source, 2)}, new_events
+    # Item 1's request only hears why it stopped moving; every change is item 2's.
+    assert {(e["ref"], e["kind"]) for e in new_events if e["kind"] != "owner_changed"} == {
+        (world.ref(source, 1), "quarantined")
+    }, new_events
+    changed = {e["ref"] for e in new_events if e["kind"] == "owner_changed"}
+    assert changed == {world.ref(source, 2)}, new_events
     assert world.ledger.rows("SELECT * FROM outbox WHERE status = 'pending'") == []
     assert world.writes() == writes_before  # nothing written anywhere
     assert world.owners(source, 1) == ["bob"]  # the person's change stands in the tool

@@ -23,7 +23,7 @@ import click
 
 from syncd import __version__
 from syncd.cli import config as config_commands
-from syncd.cli import handoff, reads, running, schema
+from syncd.cli import handoff, quarantine, reads, running, schema
 from syncd.cli.options import Env
 from syncd.config import DEFAULT_CONFIG_PATH
 from syncd.errors import ConfigError, SyncdError
@@ -141,6 +141,7 @@ for command in (
     reads.history_command,
     reads.status_command,
     reads.people_command,
+    quarantine.quarantine_command,
     handoff.assign_command,
     running.sync_command,
     running.run_command,
