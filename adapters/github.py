@@ -51,6 +51,12 @@ Rate limits, as GitHub documents them: a 403 or 429 with ``x-ratelimit-remaining
 until ``x-ratelimit-reset``; one whose message names a secondary rate limit waits for
 ``retry-after``, or at least a minute, doubling while the limit keeps being hit; any other
 403 is fatal. Writes are spaced ``write_spacing`` seconds apart, as GitHub asks.
+
+Identity. Keys come from the title and body (syncd.crossref tells what they declare from what
+they mention). Anyone can open an issue on a public repository, so only an author whose
+``author_association`` is in ``trusted_authors`` (OWNER, MEMBER, COLLABORATOR by default), or
+who is a person under [[people]], may declare: anyone else's "[OPS-7] ..." title is kept as a
+mention, with ``Observation.author_trusted`` false.
 """
 
 from __future__ import annotations

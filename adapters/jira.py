@@ -59,9 +59,14 @@ Rate limits. 429 and 503 are retried after ``Retry-After``, or after ``X-RateLim
 when only that is given; ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` of the last answer
 are what ``syncd status`` shows.
 
-Cross-references come from the summary and the description. A v3 description is an Atlassian
-Document Format tree: its text, link marks and smart-link cards are read within a node budget,
-so a hostile document costs bounded time.
+Cross-references come from the summary and the description (syncd.crossref tells what they
+declare from what they mention), from the issue's own links (``issuelinks``, ``parent``,
+``subtasks``: relations with their kind, read from the same search), and from the remote links
+of each issue that changed (``GET .../issue/{key}/remotelink``: an issue or card URL there
+declares the same work unless its relationship names a relation). A v3 description is an
+Atlassian Document Format tree: its text, link marks and smart-link cards are read within a
+node budget, so a hostile document costs bounded time; code blocks are fenced, so nothing in
+code declares.
 """
 
 from __future__ import annotations
@@ -122,6 +127,11 @@ FIELDS = (
     "labels",
     "components",
     "comment",
+    # Jira's own links between issues: relations with their kind ("blocks", "duplicates",
+    # a parent or sub-tasks), never a reason to merge.
+    "issuelinks",
+    "parent",
+    "subtasks",
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_TITLE = 1024
@@ -649,7 +659,11 @@ class JiraAdapter(Adapter[JiraConfig]):
             requester = None  # informational; an odd reporter is no reason to lose the issue
         text = self._description(fields.get("description"))
         keys = (f"jira:{key}",)
-        refs = read_references(summary, text, self.rules, own=keys)
+        refs = with_links(
+            read_references(summary, text, self.rules, own=keys),
+            related=_issue_relations(fields),
+            own=keys,
+        )
         observation = Observation(
             source=self.name,
             ref=key,
@@ -894,6 +908,35 @@ def _labels(labels: object, components: object) -> tuple[str, ...]:
         if isinstance(name, str) and name and name not in names:
             names.append(name[:_MAX_NAME])
     return tuple(names[:_MAX_LABELS])
+
+
+def _issue_relations(fields: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(key, kind) of the issues an issue's own Jira links name: `issuelinks` read by the
+    phrase of their side ("is blocked by" -> blocked_by, "clones" -> related), its parent,
+    its sub-tasks. Entries that cannot be read are left out."""
+    out: list[tuple[str, str | None]] = []
+    links = fields.get("issuelinks")
+    for link in links[:_MAX_REMOTE_LINKS] if isinstance(links, list) else ():
+        if not isinstance(link, dict):
+            continue
+        kind = link.get("type")
+        for side, phrase in (("outwardIssue", "outward"), ("inwardIssue", "inward")):
+            other = link.get(side)
+            key = other.get("key") if isinstance(other, dict) else None
+            if isinstance(key, str) and _KEY.match(key):
+                text = kind.get(phrase) if isinstance(kind, dict) else None
+                named = relation_kind(text) if isinstance(text, str) else None
+                out.append((f"jira:{key}", named or "related"))
+    parent = fields.get("parent")
+    key = parent.get("key") if isinstance(parent, dict) else None
+    if isinstance(key, str) and _KEY.match(key):
+        out.append((f"jira:{key}", "parent"))
+    subtasks = fields.get("subtasks")
+    for task in subtasks[:_MAX_REMOTE_LINKS] if isinstance(subtasks, list) else ():
+        key = task.get("key") if isinstance(task, dict) else None
+        if isinstance(key, str) and _KEY.match(key):
+            out.append((f"jira:{key}", "child"))
+    return out
 
 
 def comment_adf(comment: Comment) -> dict[str, Any]:

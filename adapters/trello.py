@@ -62,8 +62,13 @@ Retry-After if one is given.
 Secrets. The key and token travel as query parameters; every URL that reaches a log line,
 trace or error goes through syncd.redact, which scrubs both by name and by value.
 
-Cross-references come from the card's name and description; a card's own keys include
-``trello:<shortLink>``, so Trello card URLs written in other tools link to it.
+Cross-references come from the card's name and description (syncd.crossref tells what they
+declare from what they mention) and from its attachments: a GitHub issue or Jira URL attached
+(as the Power-Ups do) declares the same work, another card's URL is a relation. Attachments
+are read (``GET /cards/{id}/attachments``) only for a card that has any, by its
+``badges.attachments``, and that the feed named or whose count changed since the last read;
+an attachment added is an ``addAttachmentToCard`` action in the feed. A card's own keys
+include ``trello:<shortLink>``, so Trello card URLs written in other tools name it.
 """
 
 from __future__ import annotations

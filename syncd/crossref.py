@@ -585,11 +585,11 @@ def with_links(
     kinds = dict(refs.relation_kinds)
     mentions = dict.fromkeys(k for k in refs.mentions if k not in out)
     for key, kind in related:
-        if key in mine or key in out or len(mentions) >= MAX_KEYS:
+        if key in mine or key in out or (key not in mentions and len(mentions) >= MAX_KEYS):
             continue
         mentions.setdefault(key)
         if kind is not None:
-            kinds.setdefault(key, kind)
+            kinds[key] = kind  # a tool's own link type says more than the prose around a key
     return References(
         tuple(out),
         tuple(mentions),

@@ -173,3 +173,20 @@ def test_a_restarted_engine_knows_the_projects_from_the_ledger(
         assert again.adapters["github"].rules.jira_projects == {"OPS"}
     finally:
         again.close()
+
+
+def test_jira_issue_links_are_relations(
+    world: tuple[Engine, str], jira_emulator: JiraEmulator
+) -> None:
+    engine, _ = world
+    first = jira_emulator.create_issue("OPS", "Database migration")
+    second = jira_emulator.create_issue("OPS", "Login fails")
+    third = jira_emulator.create_issue("OPS", "Login fails again")
+    jira_emulator.link_issues(first, second, "Blocks")
+    jira_emulator.link_issues(third, second, "Duplicate")
+    obs = seen(engine, "jira")["Login fails"]
+    assert obs.declared == ()
+    assert dict(obs.relation_kinds) == {f"jira:{first}": "blocked_by", f"jira:{third}": "related"}
+    assert dict(seen(engine, "jira")["Login fails again"].relation_kinds) == {
+        f"jira:{second}": "duplicate_of"
+    }

@@ -267,7 +267,8 @@ def test_first_search_request_shape(make: Any, router: respx.Router) -> None:
     assert query(request) == {
         "jql": "(project = OPS) AND updated >= 0 ORDER BY updated ASC, key ASC",
         "maxResults": "100",
-        "fields": "summary,status,assignee,reporter,description,created,updated,labels,components,comment",
+        "fields": "summary,status,assignee,reporter,description,created,updated,labels,"
+        "components,comment,issuelinks,parent,subtasks",
     }
     expected = base64.b64encode(f"{EMAIL}:{TOKEN}".encode()).decode()
     assert request.headers["authorization"] == f"Basic {expected}"
@@ -1030,3 +1031,52 @@ def test_known_projects_are_the_projects_read(make: Any, router: respx.Router) -
     assert adapter.known_projects() == frozenset()
     pull(adapter)
     assert adapter.known_projects() == {"OPS", "STREAMPIPES"}
+
+
+def issue_link(key: str, outward: bool, name: str, inward: str, out: str) -> dict[str, Any]:
+    other = {"id": "10999", "key": key, "self": f"{SITE}/rest/api/3/issue/10999"}
+    return {
+        "id": "10500",
+        "self": f"{SITE}/rest/api/3/issueLink/10500",
+        "type": {"id": "1", "name": name, "inward": inward, "outward": out},
+        ("outwardIssue" if outward else "inwardIssue"): other,
+    }
+
+
+def test_jiras_own_issue_links_are_relations_with_their_kind(
+    make: Any, router: respx.Router
+) -> None:
+    links = [
+        issue_link("OPS-1", True, "Blocks", "is blocked by", "blocks"),
+        issue_link("OPS-2", False, "Blocks", "is blocked by", "blocks"),
+        issue_link("OPS-3", True, "Duplicate", "is duplicated by", "duplicates"),
+        issue_link("OPS-4", True, "Cloners", "is cloned by", "clones"),
+        issue_link("not a key", True, "Relates", "relates to", "relates to"),
+    ]
+    raw = issue(
+        "OPS-7",
+        description=adf_doc("See also OPS-2"),
+        issuelinks=links,
+        parent={"id": "10005", "key": "OPS-5"},
+        subtasks=[{"id": "10008", "key": "OPS-8"}],
+    )
+    router.get(SEARCH).mock(return_value=results(raw))
+    router.post(BULK).mock(return_value=histories())
+    [obs] = observations(pull(make()))
+    assert obs.declared == ()
+    assert obs.mentions == (
+        "jira:OPS-2",
+        "jira:OPS-1",
+        "jira:OPS-3",
+        "jira:OPS-4",
+        "jira:OPS-5",
+        "jira:OPS-8",
+    )
+    assert dict(obs.relation_kinds) == {
+        "jira:OPS-1": "blocks",
+        "jira:OPS-2": "blocked_by",  # Jira's link type says more than "see also"
+        "jira:OPS-3": "duplicate_of",
+        "jira:OPS-4": "related",
+        "jira:OPS-5": "parent",
+        "jira:OPS-8": "child",
+    }

@@ -62,7 +62,15 @@ ALL_FIELDS = (
     "labels",
     "components",
     "comment",
+    "issuelinks",
 )
+# Issue link types a new Jira site has: name -> (inward phrase, outward phrase).
+LINK_TYPES: dict[str, tuple[str, str]] = {
+    "Blocks": ("is blocked by", "blocks"),
+    "Cloners": ("is cloned by", "clones"),
+    "Duplicate": ("is duplicated by", "duplicates"),
+    "Relates": ("relates to", "relates to"),
+}
 # Status categories as Jira numbers them.
 CATEGORIES: dict[str, tuple[int, str, str]] = {
     "new": (2, "blue-gray", "To Do"),
@@ -148,6 +156,8 @@ class _Issue:
     components: list[str] = field(default_factory=list)
     remote_links: list[dict[str, Any]] = field(default_factory=list)  # as the API shows them
     comments: list[_Comment] = field(default_factory=list)
+    # Links to other issues: (link id, type name, this issue is the outward side, other key).
+    links: list[tuple[str, str, bool, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -368,6 +378,26 @@ class JiraEmulator(Emulator):
                 by=by,
             )
             return link_id
+
+    def link_issues(
+        self, outward: str, inward: str, kind: str = "Blocks", *, by: str | None = None
+    ) -> None:
+        """`outward` <kind> `inward` ("OPS-1 blocks OPS-2"), as the web UI links issues; each
+        side's changelog records it, which moves both issues' `updated`."""
+        if kind not in LINK_TYPES:
+            raise KeyError(f"no issue link type {kind!r}; one of {sorted(LINK_TYPES)}")
+        with self.lock:
+            a, b = self._get(outward), self._get(inward)
+            link_id = str(next(self._link_ids))
+            a.links.append((link_id, kind, True, b.key))
+            b.links.append((link_id, kind, False, a.key))
+            inward_phrase, outward_phrase = LINK_TYPES[kind]
+            self._log_change(
+                a, by, [_item("Link", None, None, b.key, f"This issue {outward_phrase} {b.key}")]
+            )
+            self._log_change(
+                b, by, [_item("Link", None, None, a.key, f"This issue {inward_phrase} {a.key}")]
+            )
 
     def remote_links(self, key: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -922,6 +952,8 @@ class JiraEmulator(Emulator):
             return list(issue.labels)
         if name == "comment":
             return self._comments_page(issue, issue.comments, 0, 5000)
+        if name == "issuelinks":
+            return [self._issue_link_json(*link) for link in issue.links]
         if name == "components":
             p = self._projects[issue.project]
             return [
@@ -933,6 +965,31 @@ class JiraEmulator(Emulator):
                 for i, component in enumerate(issue.components)
             ]
         return getattr(issue, name)
+
+    def _issue_link_json(self, link_id: str, kind: str, outward: bool, key: str) -> dict[str, Any]:
+        other = self._get(key)
+        inward_phrase, outward_phrase = LINK_TYPES[kind]
+        type_id = str(10_000 + sorted(LINK_TYPES).index(kind))
+        return {
+            "id": link_id,
+            "self": f"{self.base_url}/rest/api/3/issueLink/{link_id}",
+            "type": {
+                "id": type_id,
+                "name": kind,
+                "inward": inward_phrase,
+                "outward": outward_phrase,
+                "self": f"{self.base_url}/rest/api/3/issueLinkType/{type_id}",
+            },
+            ("outwardIssue" if outward else "inwardIssue"): {
+                "id": other.id,
+                "key": other.key,
+                "self": f"{self.base_url}/rest/api/3/issue/{other.id}",
+                "fields": {
+                    "summary": other.summary,
+                    "status": self._status_json(other.status),
+                },
+            },
+        }
 
     def _issue_json(
         self, issue: _Issue, fields: list[str], expand: str = "", *, in_search: bool = False
