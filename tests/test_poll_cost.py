@@ -32,7 +32,8 @@ def engine(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Any:
     github_emulator.add_repo("acme/api", collaborators=["alice-m"])
-    github_emulator.create_issue("acme/api", "One", assignees=["alice-m"])
+    # A collaborator's issue declares the Jira one; the Jira issue only mentions it back.
+    github_emulator.create_issue("acme/api", "[OPS-1] One", assignees=["alice-m"], user="alice-m")
     alice = jira_emulator.add_user("Alice Moreau")
     jira_emulator.add_project("OPS")
     jira_emulator.create_issue("OPS", "Two", "See acme/api#1", assignee=alice)
@@ -97,7 +98,7 @@ def test_a_no_change_cycle_costs_one_request_per_source_and_per_board(
 ) -> None:
     first = engine.sync_once()
     assert all(r.ok for r in first), [r.error for r in first]
-    assert engine.ledger.counts()["requests"] == 3  # the Jira issue joined the GitHub one
+    assert engine.ledger.counts()["requests"] == 3  # the GitHub issue declared the Jira one
     engine.sync_once()  # settles the GitHub etag, which the first listing could not keep
     before = engine.ledger.counts()
     for emulator in (github_emulator, jira_emulator, trello_emulator):
