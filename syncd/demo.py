@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -55,6 +57,7 @@ from syncd.sandbox.github import GitHubEmulator
 from syncd.sandbox.jira import JiraEmulator, adf, link, text
 from syncd.sandbox.mail import Mailbox, MailServerUnavailable, Received, SmtpServer
 from syncd.sandbox.trello import TrelloEmulator
+from syncd.terminal import colour_wanted
 
 # Names of environment variables, not secrets: the demo's tokens are made up per run.
 ENV = {
@@ -158,8 +161,31 @@ HANDOFFS = ("alice", "bob", "carol")
 
 
 def step(message: str) -> None:
+    """One sentence of the story, on stdout with the tables it introduces, so that
+    `syncd demo > file` keeps them in order. Bold only on a terminal without NO_COLOR."""
     # Narration quotes owners, titles and subjects the tools hand back.
-    click.secho(f"==> {safe_text(message)}", bold=True, err=True)
+    line = f"==> {safe_text(message)}"
+    click.echo(click.style(line, bold=True) if colour_wanted(sys.stdout) else line)
+
+
+def listing(items: list[str]) -> str:
+    """ "a", "a and b", "a, b and c" """
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def owners_sentence(owners: dict[str, str]) -> str:
+    """Who owns each item, as a sentence: "Carol is the owner everywhere: GitHub acme/api#1,
+    ... and the mail thread", or per owner while they differ."""
+    names = {pid: v[0].split()[0] for pid, v in PEOPLE.items()}
+    by_owner: dict[str, list[str]] = {}
+    for item, owner in owners.items():
+        by_owner.setdefault(owner, []).append(item)
+    if len(by_owner) == 1:
+        ((owner, items),) = by_owner.items()
+        return f"{names.get(owner, owner)} is the owner everywhere: {listing(items)}"
+    return "; ".join(
+        f"{names.get(owner, owner)} on {listing(items)}" for owner, items in by_owner.items()
+    )
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
@@ -371,25 +397,27 @@ def story(world: World, daemon: Daemon, ledger: Path) -> None:
             step(
                 "the mail joined the request: syncd tagged its thread owner-alice and replied"
                 if ok
-                else f"the mail has not joined the request yet: {world.owners()}"
+                else f"the mail has not joined the request yet: {owners_sentence(world.owners())}"
             )
         wait_for(lambda: linked(ledger) == world.items)
-        step(f"owners now: {world.owners()}")
+        step(f"owners now: {owners_sentence(world.owners())}")
         step("Alice hands acme/api#1 to Bob in GitHub")
         world.github.set_assignees("acme/api", 1, ["bob-ok"])
         ok = wait_for(lambda: world.everywhere("bob") and world.replied(2))
         world.relay()
         step(
-            ("Bob is the owner everywhere: " if ok else "not everywhere yet: ")
-            + str(world.owners())
+            owners_sentence(world.owners())
+            if ok
+            else "not everywhere yet: " + owners_sentence(world.owners())
         )
         step("Bob hands the Trello card to Carol")
         world.trello.set_members(world.card, ["caroldiaz"], by="bobokafor")
         ok = wait_for(lambda: world.everywhere("carol") and world.replied(3))
         world.relay()
         step(
-            ("Carol is the owner everywhere: " if ok else "not everywhere yet: ")
-            + str(world.owners())
+            owners_sentence(world.owners())
+            if ok
+            else "not everywhere yet: " + owners_sentence(world.owners())
         )
         # One more quiet cycle of every source: nothing may change, and syncd reads its own
         # replies, now in the mailbox, without taking them for requests.
@@ -405,7 +433,9 @@ def reply_body(reply: Received) -> str:
 
 
 def show_mail(mail: Mail, ledger: Path) -> None:
-    step(f"the mailbox: the customer's thread carries the keywords {mail.keywords()}")
+    step(
+        f"the mailbox: the customer's thread carries the keywords {listing(mail.keywords() or ['(none)'])}"
+    )
     items = ledger_count(ledger, "SELECT count(*) FROM links WHERE source = 'support'")
     step(
         f"the mailbox holds {len(mail.mailbox.uids())} messages: the customer's and "
@@ -433,7 +463,7 @@ def problems(world: World, ledger: Path) -> list[str]:
     """How the end of the story differs from what it should be; empty when it does not."""
     found = []
     if not world.everywhere("carol"):
-        found.append(f"Carol is not the owner everywhere: {world.owners()}")
+        found.append(f"Carol is not the owner everywhere: {owners_sentence(world.owners())}")
     if world.mail is None:
         return found
     replies = world.mail.replies()
@@ -543,8 +573,10 @@ def run_demo(
         show(["--ledger", ledger, "history"])
         if world.mail:
             show_mail(world.mail, work / "ledger.db")
-        counts = {e.service: e.count() for e in (world.github, world.jira, world.trello)}
-        step(f"HTTP requests served: {counts}; daemon log: {log_path if keep else '(removed)'}")
+        counts = ", ".join(
+            f"{e.service} {e.count()}" for e in (world.github, world.jira, world.trello)
+        )
+        step(f"HTTP requests the emulators served: {counts}")
         if skipped:
             step(f"SKIPPED the shared mailbox (email) part of the story: {skipped}")
         wrong = problems(world, work / "ledger.db")
@@ -565,10 +597,24 @@ def _start_mail(stack: contextlib.ExitStack) -> Mail:
     return Mail(dovecot.mailbox("support"), smtp)
 
 
+def _program() -> str:
+    """How to type syncd again: "syncd" when that is what the PATH finds, else the path
+    this one was started by (scripts/dev runs .venv/bin/syncd)."""
+    started = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    found = shutil.which("syncd")
+    if started is None or started.name != "syncd" or (found and Path(found).resolve() == started):
+        return "syncd"
+    return shlex.quote(str(started))
+
+
 def _clean_up(work: Path, keep: bool) -> None:
     for name in ENV.values():
         os.environ.pop(name, None)
     if keep:
-        step(f"kept {work}")
+        ledger = shlex.quote(str(work / "ledger.db"))
+        step(f"kept {work}; to explore the ledger the story left, run:")
+        for args in ("ls --all", "show REQ-1", "history", "people", "status"):
+            click.echo(f"  {_program()} --ledger {ledger} {args}")
+        click.echo(f"  less {shlex.quote(str(work / 'syncd.log'))}    # the daemon's log")
     else:
         shutil.rmtree(work, ignore_errors=True)
