@@ -202,6 +202,8 @@ DEFAULT_LABELS: tuple[str, ...] = (
     "Originally created as",
     "Originally filed as",
     "Request",
+    # Unito's footer: "┆Issue is synchronized with this Jira Story" then "┆Issue Number: X-1".
+    "Issue Number",
 )
 
 # Relation kinds (Observation.relation_kinds): the phrase before a key, in the same sentence.

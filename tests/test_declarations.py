@@ -17,7 +17,7 @@ from syncd.crossref import (
     title_declaration,
 )
 
-OPS = Rules.build(jira_projects=["OPS", "STREAMPIPES", "ARROW", "FOO"])
+OPS = Rules.build(jira_projects=["OPS", "STREAMPIPES", "ARROW", "FOO", "DOCK", "JIRA"])
 
 
 @pytest.mark.parametrize(
@@ -74,6 +74,25 @@ OPS = Rules.build(jira_projects=["OPS", "STREAMPIPES", "ARROW", "FOO"])
             "This issue is mirrored in our internal Jira: https://acme.atlassian.net/browse/OPS-3",
             "jira:OPS-3",
         ),
+        # Unito's footers, as they appear in public issues
+        (
+            "Login fails",
+            "some comment\n\n\u2506Issue is synchronized with this [Jira Story]"
+            "(https://mock-jira.atlassian.net/browse/JIRA-5)\n\u2506Project Name: Test-Project\n"
+            "\u2506Issue Number: JIRA-5\n",
+            "jira:JIRA-5",
+        ),
+        (
+            "Login fails",
+            "\u2506Issue is synchronized with this Jira Story\n\u2506Fix Versions: Dockstore 1.16\n"
+            "\u2506Issue Number: DOCK-2519\n\u2506Sprint: 136 - Izmir",
+            "jira:DOCK-2519",
+        ),
+        (
+            "Login fails",
+            "- Jira issue: https://acme.atlassian.net/browse/SCRUM-201",
+            "jira:SCRUM-201",
+        ),
     ],
 )
 def test_each_declaring_form_declares(title: str, body: str, declared: str) -> None:
@@ -118,6 +137,12 @@ def test_each_declaring_form_declares(title: str, body: str, declared: str) -> N
             {"github:acme/api#3": None, "jira:OPS-7": "blocked_by"},
         ),
         ("Login fails", "Jira is down again, see OPS-7", {"jira:OPS-7": "related"}),
+        (
+            "Login fails",
+            "Related Jira issue: https://issues.apache.org/jira/browse/OPS-257",
+            {"jira:OPS-257": "related"},
+        ),
+        ("Login fails", "You just mentioned this Jira issue: OPS-8", {"jira:OPS-8": None}),
         # code, quotes, stack traces and indented blocks never declare
         ("Login fails", "```\nJira: OPS-7\n```", {"jira:OPS-7": None}),
         ("Login fails", "{code}\nJira: OPS-7\n{code}", {"jira:OPS-7": None}),
