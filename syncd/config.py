@@ -310,6 +310,20 @@ class MatchingConfig(Strict):
     # Extra line labels that declare identity ("Ticket: OPS-7"), beyond the built-in list.
     declare_labels: list[str] = Field(default_factory=list)
 
+    @field_validator("declare_labels")
+    @classmethod
+    def _label_shape(cls, v: list[str]) -> list[str]:
+        # A label is matched at the start of a line: one that is empty, or no words at all,
+        # would make every line a declaration.
+        for label in v:
+            words = label.rstrip().rstrip(":").split()
+            if not words or not any(c.isalpha() for c in label) or len(label) > 60:
+                raise ValueError(
+                    f'{label!r} is not a label: use a few words, such as "Ticket" or '
+                    '"Tracked by" (at most 60 characters)'
+                )
+        return v
+
 
 class Team(Strict):
     """A group that routing rules can assign to (README "Routing and follow-through")."""

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncd.config import parse_config
 from syncd.crossref import (
     DEFAULT_LABELS,
     References,
@@ -16,6 +17,7 @@ from syncd.crossref import (
     read_references,
     title_declaration,
 )
+from syncd.errors import ConfigError
 
 OPS = Rules.build(jira_projects=["OPS", "STREAMPIPES", "ARROW", "FOO", "DOCK", "JIRA"])
 
@@ -356,3 +358,9 @@ def test_hostile_text_is_read_in_linear_time() -> None:
         started = time.monotonic()
         read_references(text[:300], text, OPS)
         assert time.monotonic() - started < 2.0, text[:40]
+
+
+@pytest.mark.parametrize("label", ["", " : ", "1234", "x" * 61])
+def test_configured_labels_must_be_words(label: str) -> None:
+    with pytest.raises(ConfigError, match="is not a label"):
+        parse_config({"matching": {"declare_labels": ["Ticket", label]}}, resolve=False)
