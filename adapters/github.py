@@ -66,7 +66,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -465,7 +465,10 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         feed: CommentFeed | None = None
         said: dict[int, list[Activity]] = {}
         if self.config.wants_comments:
-            feed = CommentFeed.resume(cursor, _format_time(datetime.now(UTC)))
+            # GitHub stamps to the second; the feed starts at this one (inclusive).
+            feed = CommentFeed.resume(
+                cursor, _format_time(datetime.now(UTC).replace(microsecond=0))
+            )
             said = self._read_comments(feed)
         for page, last in self._pull_issues(cursor, said):
             if feed is not None and page.cursor is not None:
@@ -512,7 +515,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
                     f"the issue listing for {self.repo} is a JSON {type(items).__name__}, "
                     "not a list",
                 )
-            page = self._read_page(items, listing)
+            page = self._read_page(items, listing, said)
             self._owner_history(page, incremental)
             page.observations = [
                 replace(o, activity=group_activity(said, int(o.ref.rpartition("#")[2])))
@@ -661,9 +664,8 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         number = self._number(ref)
         # Markdown hides an HTML comment: the marker is there for syncd, not for people.
         body = f"{plain_text(comment)}\n\n<!-- {comment.marker} -->"
-        response = self._write_json(
-            "POST", f"repos/{self.repo}/issues/{number}/comments", {"body": body}
-        )
+        path = f"repos/{self.repo}/issues/{number}/comments"
+        response = self._write_json("POST", path, {"body": body}, once=True)
         data = self.client.json(response)
         comment_id = data.get("id") if isinstance(data, dict) else None
         if response.status_code != 201 or type(comment_id) is not int:
@@ -685,7 +687,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         fetched.add(url)
         return url
 
-    def _read_page(self, items: list[Any], listing: _Listing) -> Page:
+    def _read_page(self, items: list[Any], listing: _Listing, keep: Collection[int] = ()) -> Page:
         page = Page()
         for raw in items:
             if isinstance(raw, dict) and "pull_request" in raw:
@@ -707,7 +709,8 @@ class GitHubAdapter(Adapter[GitHubConfig]):
                 continue
             assert item.number is not None  # set by _observe before it returns
             fp = _fingerprint(obs)
-            if not listing.is_repeat(item.number, obs.updated_at, fp):
+            # An issue people commented on comes with its comments, changed or not.
+            if not listing.is_repeat(item.number, obs.updated_at, fp) or item.number in keep:
                 page.observations.append(obs)
             listing.record(item.number, obs.updated_at, fp)
         return page
@@ -804,13 +807,15 @@ class GitHubAdapter(Adapter[GitHubConfig]):
     def _write(self, method: str, path: str, logins: list[str]) -> httpx.Response:
         return self._write_json(method, path, {"assignees": logins})
 
-    def _write_json(self, method: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    def _write_json(
+        self, method: str, path: str, body: dict[str, Any], *, once: bool = False
+    ) -> httpx.Response:
         if self._last_write is not None:
             wait = self.config.write_spacing - (time.monotonic() - self._last_write)
             if wait > 0:
                 self.http.sleep(wait)
         try:
-            return self._request(method, path, json_body=body)
+            return self._request(method, path, json_body=body, once=once)
         finally:
             self._last_write = time.monotonic()
 
@@ -844,9 +849,10 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         params: dict[str, str] | None = None,
         json_body: Any = None,
         headers: dict[str, str] | None = None,
+        once: bool = False,
     ) -> httpx.Response:
         response = self.client.request(
-            method, url, params=params, json_body=json_body, headers=headers
+            method, url, params=params, json_body=json_body, headers=headers, once=once
         )
         self._secondary_strikes = 0
         return response

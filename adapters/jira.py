@@ -858,7 +858,9 @@ class JiraAdapter(Adapter[JiraConfig]):
             visibility = self.config.comment_visibility
             payload["visibility"] = {"type": visibility.type, "value": visibility.value}
         data = self.client.json(
-            self.client.request("POST", f"{self.api}/issue/{key}/comment", json_body=payload)
+            self.client.request(
+                "POST", f"{self.api}/issue/{key}/comment", json_body=payload, once=True
+            )
         )
         comment_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(comment_id, str):

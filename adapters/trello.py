@@ -798,7 +798,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         # Trello shows a comment's text as written: the marker is a small last line.
         text = f"{plain_text(comment)}\n\n`{comment.marker}`"
         response = self.client.request(
-            "POST", f"cards/{card_id}/actions/comments", params={"text": text}
+            "POST", f"cards/{card_id}/actions/comments", params={"text": text}, once=True
         )
         data = self.client.json(response)
         action_id = data.get("id") if isinstance(data, dict) else None

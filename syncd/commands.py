@@ -88,6 +88,23 @@ def parse(text: str | None) -> Command | None:
     return None
 
 
+_QUOTED = re.compile(r"^\s*(?:>\s*)+/(assign|unassign)(?=\s|$)", re.IGNORECASE)
+_ANY = re.compile(r"^\s*`*\s*/(assign|unassign)(?=\s|$|`)", re.IGNORECASE)
+
+
+def ignored_reason(text: str | None) -> str | None:
+    """Why a comment that holds /assign only in a quote or in code runs nothing; None when
+    it holds no such line at all. Said so that the commenter can see why nothing happened."""
+    if not text or parse(text) is not None:
+        return None
+    lines = text.replace("\r\n", "\n").split("\n")
+    if any(_QUOTED.match(line) for line in lines):
+        return "the /assign is in a quote (>), which never runs as a command"
+    if any(_ANY.match(line) for line in lines) or "`/assign" in text or "`/unassign" in text:
+        return "the /assign is in code, which never runs as a command"
+    return None
+
+
 def resolve_target(target: str, author: str, kind: str, d: Directory) -> str | None:
     """The person a command's target names, or None: `me`, a person id, or a handle
     (`@login`, or bare) that a person in the config claims in this tool."""

@@ -249,14 +249,19 @@ class ApiClient:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
+        once: bool = False,
     ) -> httpx.Response:
-        """Send with retries; returns 2xx and 304 responses, raises SourceError otherwise."""
+        """Send with retries; returns 2xx and 304 responses, raises SourceError otherwise.
+
+        `once` sends a request that is not idempotent (posting a comment) a single time: a
+        retry after a lost answer would repeat what the first try may already have done, so
+        the caller decides, after checking the tool, whether to send it again."""
 
         def give_up_on_long_wait(state: RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, RetriableError) and (exc.retry_after or 0) > self.options.max_wait:
                 return True
-            return bool(stop_after_attempt(self.options.attempts)(state))
+            return bool(stop_after_attempt(1 if once else self.options.attempts)(state))
 
         retrying = Retrying(
             retry=retry_if_exception_type(RetriableError),

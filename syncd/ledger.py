@@ -640,14 +640,21 @@ class Ledger:
             if act.kind != "comment" or act.by_syncd or act.id is None:
                 continue
             command = commands.parse(act.text)
-            if command is None:
+            ignored = commands.ignored_reason(act.text) if command is None else None
+            if command is None and ignored is None:
                 continue
             if c.execute(
                 "SELECT 1 FROM comment_commands WHERE source = ? AND comment_id = ?",
                 (obs.source, act.id),
             ).fetchone():
                 continue  # read again (an overlap, an edit): a command runs once
-            decision = commands.decide(command, act.actor, act.trusted, kind, d)
+            if command is None:
+                command = commands.Command("assign", None, None, "/assign (quoted or in code)")
+                decision = commands.Decision(
+                    False, actor=d.owner_for(kind, act.actor), reason=ignored
+                )
+            else:
+                decision = commands.decide(command, act.actor, act.trusted, kind, d)
             request = self._request_state(c, request_id)
             owner_at = request.times.get("owner")
             if decision.ok and owner_at is not None and owner_at > act.at:

@@ -50,7 +50,7 @@ class HandoffFacts:
 def where_text(origin: str, origin_kind: str | None, origin_ref: str | None, shown: bool) -> str:
     """Where the handoff was made, naming the item only when its link may be shown."""
     if origin_kind is None:
-        return {"operator": "syncd, by an operator", "routing": "syncd's routing"}.get(
+        return {"operator": "the syncd CLI", "routing": "syncd's routing"}.get(
             origin, f"syncd ({origin})"
         )
     tool = TOOL_NAMES.get(origin_kind, origin_kind)

@@ -127,3 +127,20 @@ def test_the_note_says_who_owns_it_who_handed_it_over_where_when_and_why() -> No
     assert comment.marker == "syncd:handoff:REQ-4:17"
     assert notes.is_syncd_text(f"hello <!-- {comment.marker} -->")
     assert not notes.is_syncd_text("hello")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("> /assign @bobs please", "quote"),
+        ("```\n/assign @bobs\n```", "code"),
+        ("`/assign @bobs`", "code"),
+        ("just words", None),
+        ("/assign @bobs", None),  # a command: nothing ignored
+    ],
+)
+def test_a_quoted_or_code_command_is_ignored_with_a_reason(text: str, reason: str | None) -> None:
+    got = commands.ignored_reason(text)
+    assert (got is None) == (reason is None)
+    if reason is not None:
+        assert reason in (got or "")

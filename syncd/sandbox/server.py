@@ -83,7 +83,9 @@ class Fault:
 
     `status` answers with that status, `headers` and `body` (bytes/str as is, anything else
     as JSON). `delay` sleeps first; on its own it then answers normally. `drop` closes the
-    connection without any response. `malformed` answers 200 with a body that is not JSON.
+    connection without any response. `lose_answer` handles the request, then closes the
+    connection without the answer: the change was made, the client cannot know it (a lost
+    response). `malformed` answers 200 with a body that is not JSON.
     `method` and `path` (a regex searched in the path below the prefix) narrow which requests
     match; `times` is how many it applies to (None: all of them).
 
@@ -103,6 +105,7 @@ class Fault:
     path: str | None = None
     delay: float = 0.0
     drop: bool = False
+    lose_answer: bool = False
     malformed: bool = False
     before: Callable[[Request], None] | None = None
     rewrite: Callable[[Any], Any] | None = None
@@ -324,6 +327,9 @@ class Emulator:
             return None
         if fault is not None and fault.before is not None:
             fault.before(request)
+        if fault is not None and fault.lose_answer and inside:
+            self._count(request, self._handle_safely(request).status)
+            return None
         response = fault.response() if fault is not None else None
         # Injected answers are the test's words, not the emulator's, and some are off-contract
         # on purpose, so only the emulator's own answers go into the contract trace.
