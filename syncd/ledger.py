@@ -58,6 +58,22 @@ def _create_empty(path: Path) -> None:
     os.close(fd)
 
 
+# What a user outside the operators' group is told (README, "Operators").
+OPERATORS_HINT = (
+    "operators need to be in the ledger's group, syncd-operators in the service guide, "
+    "and to log in again after being added"
+)
+
+
+def _readable(path: Path) -> bool:
+    """False only when permissions stop this user: a directory on the way that cannot be
+    searched, or a ledger file that cannot be read. (A missing ledger is said otherwise.)"""
+    for parent in path.parents:
+        if parent.exists() and not os.access(parent, os.X_OK):
+            return False
+    return not path.exists() or os.access(path, os.R_OK)
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
@@ -102,6 +118,8 @@ class Ledger:
         self.readonly = readonly
         self._lock = threading.RLock()
         self._lockfile: int | None = None
+        if readonly and not _readable(self.path):
+            raise LedgerError(f"cannot read {self.path}: permission denied ({OPERATORS_HINT})")
         if readonly and not self.path.exists():
             raise LedgerError(
                 f"no ledger at {self.path} (has `syncd run` or `syncd sync` run yet?)"

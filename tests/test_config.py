@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,8 @@ from click.testing import CliRunner, Result
 from syncd.cli import cli
 from syncd.config import default_ledger_path, load_config
 from syncd.errors import ConfigError
-from tests.syncdproc import errors, syncd
+from syncd.ledger import Ledger
+from tests.syncdproc import SYNCD, errors, syncd
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "syncd.example.toml"
 SECRET = "ghp_n0tReallyAT0kenButL0ngEnough42"
@@ -273,3 +278,59 @@ def test_every_unreadable_secret_is_named_by_its_field(tmp_path: Path) -> None:
         f"{config}: sources[0] (cards).token: cannot read secret file "
         "/nonexistent/trello-token: No such file or directory",
     ]
+
+
+def test_a_directory_as_config_is_an_error_not_a_usage_error(tmp_path: Path) -> None:
+    for args in (
+        ["--config", tmp_path, "config", "check"],
+        ["config", "check", "--config", tmp_path],
+    ):
+        result = syncd(*args)
+        assert result.returncode == 1
+        assert errors(result) == [f"{tmp_path}: is a directory; name the config file itself"]
+
+
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv to run syncd as a user outside the group",
+)
+def test_a_user_outside_the_group_is_told_what_to_do(tmp_path: Path) -> None:
+    # The service guide's layout: config 0640 and state directory 2770, group-only.
+    base = Path(tempfile.mkdtemp(prefix="syncd-perm-"))
+    try:
+        base.chmod(0o755)
+        (base / "etc").mkdir(mode=0o755)
+        state = base / "state"
+        state.mkdir()
+        state.chmod(0o2770)
+        config = base / "etc" / "syncd.toml"
+        config.write_text(f'ledger = "{state}/ledger.db"\n')
+        config.chmod(0o640)
+        with Ledger(state / "ledger.db"):
+            pass
+        hint = (
+            "permission denied (operators need to be in the {what}'s group, syncd-operators "
+            "in the service guide, and to log in again after being added)"
+        )
+        for args, line in (
+            (["--config", config, "status"], f"{config}: cannot read: " + hint.format(what="file")),
+            (
+                ["--ledger", state / "ledger.db", "ls"],
+                f"cannot read {state}/ledger.db: " + hint.format(what="ledger"),
+            ),
+        ):
+            result = subprocess.run(
+                [*AS_NOBODY, str(SYNCD), *map(str, args)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                cwd="/",
+            )
+            assert result.returncode == 1, result.stderr
+            assert result.stderr == f"syncd: error: {line}\n"
+    finally:
+        shutil.rmtree(base)

@@ -111,8 +111,9 @@ Exit status: 0 ok, 1 an error you can act on (one "syncd: error:" line per probl
 @click.option(
     "--config",
     "config_path",
-    # A directory is reported by load_config (exit 1), like any other unusable file.
-    type=click.Path(path_type=Path),
+    # A directory or an unreadable file is reported by load_config (exit 1, with what to
+    # do), like any other unusable config; click would exit 2 with its own wording.
+    type=click.Path(readable=False, path_type=Path),
     envvar="SYNCD_CONFIG",
     default=DEFAULT_CONFIG_PATH,
     show_default=True,

@@ -94,9 +94,10 @@ def paths_option(f: F) -> F:
     ):
         f = click.option(
             name,
-            # Not dir_okay=False: click would exit 2 for a directory, while every other
-            # unusable config file is an error the user can act on (exit 1).
-            type=click.Path(path_type=Path),
+            # Neither dir_okay=False nor readable: click would exit 2 for a directory or an
+            # unreadable file, while these are errors the user can act on (exit 1, saying
+            # what to do), like every other unusable config or ledger.
+            type=click.Path(readable=False, path_type=Path),
             metavar="PATH",
             expose_value=False,
             is_eager=True,
