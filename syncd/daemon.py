@@ -42,6 +42,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
+from syncd import routing_ledger
 from syncd.config import Config, load_config
 from syncd.cycle import Engine
 from syncd.daemonstate import StateWriter
@@ -373,11 +374,14 @@ class Daemon:
         running = self._scheduler_running()
         try:
             pending, dead = self._outbox_depth()
+            overdue = routing_ledger.overdue_count(self.reader.conn)
             unreadable = None
         except sqlite3.Error as exc:
-            pending = dead = 0
+            pending = dead = overdue = 0
             unreadable = f"ledger unreadable: {exc}"
-        notes = [n for n in (self._reload_note, unreadable) if n]
+        # Handoffs nobody picked up in time: what a lead glancing at `systemctl status` wants.
+        late = f"{overdue} handoff{'' if overdue == 1 else 's'} overdue" if overdue else None
+        notes = [n for n in (late, self._reload_note, unreadable) if n]
         with self._state_lock:
             verdict = health(
                 self.progress, now, daemon.hang_after, daemon.jitter, scheduler_running=running

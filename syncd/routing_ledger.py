@@ -406,3 +406,58 @@ def overdue_count(c: sqlite3.Connection) -> int:
         "SELECT count(*) FROM handoffs WHERE accepted_at IS NULL AND overdue_at IS NOT NULL"
     ).fetchone()
     return int(row[0])
+
+
+# -- reads for the CLI ------------------------------------------------------------------------
+
+
+def absence_rows(c: sqlite3.Connection) -> list[dict[str, object]]:
+    """Every recorded absence (`people`, `status`): current ones and those still to come."""
+    cur = c.execute(
+        "SELECT person, since, until, delegate, move_open, note, actor FROM absences "
+        "ORDER BY until, person"
+    )
+    cols = [d[0] for d in cur.description]
+    return [{**dict(zip(cols, r, strict=True)), "move_open": bool(r[4])} for r in cur]
+
+
+def unaccepted(
+    c: sqlite3.Connection, *, older_than: str | None = None
+) -> dict[str, dict[str, object]]:
+    """Handoffs of open requests not yet accepted, by request key: those the daemon found
+    overdue, or (with `older_than`, an ISO time) those made before then."""
+    cur = c.execute(
+        "SELECT r.key, h.owner, h.previous_owner, h.at AS handed_at, h.overdue_at, "
+        "h.escalated_at FROM handoffs h JOIN requests r ON r.id = h.request_id "
+        "WHERE h.accepted_at IS NULL AND r.state IN (?, ?, ?) "
+        "AND (CASE WHEN ? IS NULL THEN h.overdue_at IS NOT NULL ELSE h.at < ? END) "
+        "ORDER BY h.at",
+        (*OPEN, older_than, older_than),
+    )
+    cols = [d[0] for d in cur.description]
+    return {r[0]: dict(zip(cols[1:], r[1:], strict=True)) for r in cur}
+
+
+def follow_through_counts(c: sqlite3.Connection) -> dict[str, int]:
+    row = c.execute(
+        "SELECT count(*), coalesce(sum(h.overdue_at IS NOT NULL), 0) FROM handoffs h "
+        "JOIN requests r ON r.id = h.request_id "
+        "WHERE h.accepted_at IS NULL AND r.state IN (?, ?, ?)",
+        OPEN,
+    ).fetchone()
+    return {"awaiting_acceptance": int(row[0]), "overdue_handoffs": int(row[1])}
+
+
+def accept(ledger: Ledger, key: str, actor: str, note: str | None, now: datetime) -> Pending | None:
+    """An operator accepts the handoff awaiting on a request, for its new owner. None when
+    nothing awaits (never handed over, or already accepted)."""
+    from syncd.ledger import parse_request_key
+
+    rid = parse_request_key(key)
+    with ledger.transaction() as c:
+        p = pending_for(c, rid)
+        if p is None:
+            return None
+        how = "operator" + (f": {note}" if note else "")
+        record_accepted(c, Accepted(rid, p.owner, how, "operator", now), now, actor=actor)
+    return p

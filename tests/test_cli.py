@@ -698,14 +698,22 @@ def test_people_lists_handles_and_unmapped_identities(runner: CliRunner, story: 
             "name": "Alice Moreau",
             "handles": {"github": ["alice-m"], "jira": ["acc-alice"]},
             "owned_open": 0,
+            "away": None,
         },
         {
             "id": "bob",
             "name": "Bob Okafor",
             "handles": {"github": ["bob-ok"], "jira": ["acc-bob"]},
             "owned_open": 1,
+            "away": None,
         },
-        {"id": "carol", "name": None, "handles": {"jira": ["acc-carol"]}, "owned_open": 0},
+        {
+            "id": "carol",
+            "name": None,
+            "handles": {"jira": ["acc-carol"]},
+            "owned_open": 0,
+            "away": None,
+        },
     ]
     unmapped = {u["owner"]: u for u in data["unmapped"]}
     assert set(unmapped) == {"github:dave-gh", "github:zed"}

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from syncd import queries, render
-from syncd.cli import complete
+from syncd.cli import complete, routing
 from syncd.cli.options import (
     DURATION_HELP,
     Env,
@@ -115,6 +115,8 @@ def _sort_value(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="table for people; json, csv or tsv for scripts and spreadsheets.",
 )
 @click.option("--no-headers", is_flag=True, help="Leave out the header line (table, csv, tsv).")
+@routing.team_option
+@routing.unaccepted_option
 @json_option
 @paths_option
 @pass_env
@@ -130,6 +132,8 @@ def ls_command(
     limit: int | None,
     fmt: str,
     no_headers: bool,
+    team: str | None,
+    unaccepted: str | None,
     as_json: bool,
 ) -> None:
     """List requests, filtered: open work by default (open, in_progress, blocked), every
@@ -150,6 +154,9 @@ def ls_command(
       syncd ls --all --sort -updated --limit 20
       syncd ls --all --format csv > requests.csv
       syncd ls --owner github:zed --json
+      syncd ls --team support --unowned
+      syncd ls --unaccepted
+      syncd ls --unaccepted 2h --json
     """
     if owner and unowned:
         raise click.UsageError("--owner and --unowned exclude each other")
@@ -170,6 +177,9 @@ def ls_command(
             source=source_name,
             unowned=unowned,
             stale=stale,
+        )
+        rows = routing.narrow_requests(
+            ledger, rows, config, team=team, unaccepted=unaccepted, now=now
         )
         dead = queries.requests_with_dead_writes(ledger) if fmt == "table" else set()
     field = SORT_FIELDS[sort.removeprefix("-")]
@@ -343,6 +353,7 @@ def status_command(env: Env, as_json: bool) -> None:
     with env.read_ledger(config) as ledger:
         st = queries.source_status(ledger, now=now_utc(), stale_after=_stale_after(config))
         st["daemon"] = daemon_status(ledger.path)
+        st["follow_through"] = routing.status_extras(ledger)
     if as_json:
         emit_json(st)
         return
@@ -356,13 +367,17 @@ def status_command(env: Env, as_json: bool) -> None:
         elif s["health"] in ("stale", "never"):
             styles[i] = "warn"
     click.echo(term.lines(render.status_view(st), styles))
+    extra = routing.status_extras_view(st["follow_through"], now_utc())
+    if extra:
+        click.echo(extra)
 
 
 @click.command("people", short_help="People, their handles per tool, unmapped identities.")
+@routing.team_option
 @json_option
 @paths_option
 @pass_env
-def people_command(env: Env, as_json: bool) -> None:
+def people_command(env: Env, team: str | None, as_json: bool) -> None:
     """People with their handles in each tool, and the identities seen in a tool that no
     [[people]] entry claims (add them to the config to map them to a person).
 
@@ -370,10 +385,15 @@ def people_command(env: Env, as_json: bool) -> None:
     Examples:
       syncd people
       syncd people --json | jq '.unmapped[].owner'
+      syncd people --team support
     """
-    with env.read_ledger() as ledger:
-        data = queries.people(ledger)
+    config = env.read_config()
+    with env.read_ledger(config) as ledger:
+        data = routing.narrow_people(ledger, queries.people(ledger), config, team)
     if as_json:
         emit_json(data)
     else:
         click.echo(render.people_view(data))
+        away = [p["away"] for p in data["people"] if p["away"]]
+        if away:
+            click.echo(routing.absences_view(away, now_utc()))
