@@ -68,6 +68,7 @@ RUNS: dict[str, Run] = {
     ],
     "sync": lambda s, c: [["--config", c, "sync", "--once"]],
     "config check": lambda s, c: [["--config", c, "config", "check"]],
+    "route": lambda s, c: [["--config", c, "route", "--dry-run"]],
 }
 
 

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from syncd import dispatch
+from syncd import dispatch, schemas
 from syncd.cli import cli
 from syncd.config import load_config
 from syncd.ledger import Ledger
@@ -71,7 +72,12 @@ def config(tmp_path: Path) -> Path:
 def run(config: Path, *args: str, ok: bool = True) -> Any:
     result = CliRunner().invoke(cli, ["--config", str(config), *args])
     assert (result.exit_code == 0) is ok, result.output + result.stderr
-    return json.loads(result.stdout) if "--json" in args and ok else result
+    if "--json" not in args or not ok:
+        return result
+    data = json.loads(result.stdout)
+    # Every shape printed here is the documented one (syncd/schemas).
+    jsonschema.validate(data, schemas.load(args[0]))
+    return data
 
 
 def dump(path: Path) -> list[tuple[Any, ...]]:
