@@ -43,6 +43,7 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd import routing_ledger
+from syncd.acceptance import accept_within_for
 from syncd.config import Config, load_config
 from syncd.cycle import Engine
 from syncd.daemonstate import StateWriter
@@ -128,7 +129,7 @@ class Daemon:
             raise
         # For `syncd status` and `syncd reload`: who holds the ledger, progress, reloads.
         self.state = StateWriter(self.ledger.path)
-        self.metrics = DaemonMetrics(lambda: self.ledger.path)
+        self.metrics = DaemonMetrics(lambda: self.ledger.path, self._accept_within)
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=_MAX_WORKERS)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -255,6 +256,10 @@ class Daemon:
         if source.type not in HOOK_KINDS or source.webhook_secret is None:
             return None
         return HookTarget(name, source.type, source.secret("webhook_secret"), source.webhook_url)
+
+    def _accept_within(self, owner: str) -> timedelta | None:
+        config = self.config
+        return accept_within_for(owner, config.teams, config.acceptance.accept_within)
 
     def health_now(self) -> tuple[bool, str]:
         """The main loop's last watchdog verdict, if it is fresh."""

@@ -16,7 +16,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from syncd.config import Config
 
 # Names listed per group in the STATUS line; more are counted, not named, to keep it one line.
 _MAX_NAMED = 3
@@ -196,3 +199,12 @@ def status_line(
     parts.append(f"outbox {pending}" + (f", {dead} dead" if dead else ""))
     parts.extend(notes)
     return ", ".join(parts)
+
+
+def stale_after(config: Config | None) -> dict[str, timedelta]:
+    """When each enabled source counts as stale: the same allowance the watchdog gives a job
+    (two intervals, plus jitter and the time a poll may take). Empty without a config."""
+    if config is None:
+        return {}
+    d = config.daemon
+    return {s.name: s.interval * 2 + d.jitter + d.hang_after for s in config.sources if s.enabled}

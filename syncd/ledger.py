@@ -144,6 +144,9 @@ class Ledger:
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
+            else:
+                # Belt and braces with mode=ro: this connection refuses any write statement.
+                conn.execute("PRAGMA query_only = ON")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             self._release_daemon_lock()

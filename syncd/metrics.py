@@ -61,7 +61,9 @@ class LedgerCollector(Collector):
     """Figures read from the ledger at each scrape."""
 
     def __init__(
-        self, ledger_path: Callable[[], Path], accept_within: Callable[[], timedelta | None]
+        self,
+        ledger_path: Callable[[], Path],
+        accept_within: Callable[[str], timedelta | None] | None,
     ) -> None:
         self.ledger_path = ledger_path
         self.accept_within = accept_within
@@ -71,7 +73,7 @@ class LedgerCollector(Collector):
         with Ledger(self.ledger_path(), readonly=True) as ledger:
             status = source_status(ledger, now=now)
             handoffs = handoff_counts(ledger)
-            waiting = awaiting_acceptance(ledger, now=now, accept_within=self.accept_within())
+            waiting = awaiting_acceptance(ledger, now=now, within=self.accept_within)
             states = dict(
                 ledger.conn.execute("SELECT state, count(*) FROM requests GROUP BY state")
             )
@@ -137,7 +139,7 @@ class DaemonMetrics:
     def __init__(
         self,
         ledger_path: Callable[[], Path],
-        accept_within: Callable[[], timedelta | None] = lambda: None,
+        accept_within: Callable[[str], timedelta | None] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.polls = Counter("syncd_polls", "Polls run", ["source"], registry=self.registry)

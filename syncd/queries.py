@@ -78,7 +78,7 @@ oldest first::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -455,45 +455,38 @@ def source_names(ledger: Ledger) -> set[str]:
     }
 
 
-# Handoffs nobody has picked up: the request's latest owner change has no `accepted` event
-# after it. Only requests still open, with an owner, count.
+# Handoffs nobody has picked up yet, as follow-through (syncd.dispatch) keeps them in
+# `handoffs`: only open requests whose owner is still the one who is to accept.
 _AWAITING_SQL = """
 SELECT r.key, r.id, r.title, r.state, r.owner, p.name AS owner_name,
-       coalesce(e.source_at, e.at) AS handed_at, e.from_value AS from_owner,
-       e.source, e.actor, e.note
-FROM requests r
-JOIN events e ON e.id = (SELECT max(x.id) FROM events x
-                         WHERE x.request_id = r.id AND x.kind = 'owner_changed')
+       h.at AS handed_at, h.previous_owner AS from_owner, e.source, e.actor, e.note,
+       h.overdue_at, h.escalated_at
+FROM handoffs h
+JOIN requests r ON r.id = h.request_id
+LEFT JOIN events e ON e.id = h.event_id
 LEFT JOIN people p ON p.id = r.owner
-WHERE r.owner IS NOT NULL
+WHERE h.accepted_at IS NULL AND r.owner IS h.owner
   AND r.state IN (SELECT value FROM json_each(:open))
-  AND NOT EXISTS (SELECT 1 FROM events a
-                  WHERE a.request_id = r.id AND a.kind = 'accepted' AND a.id > e.id)
-ORDER BY handed_at, r.id
+ORDER BY h.at, r.id
 """
 
 
 def awaiting_acceptance(
-    ledger: Ledger, *, now: datetime, accept_within: timedelta | None
+    ledger: Ledger, *, now: datetime, within: Callable[[str], timedelta | None] | None = None
 ) -> list[dict[str, Any]]:
     """Open requests whose latest handoff nobody has accepted yet, oldest first; each with
-    `overdue` (true once `accept_within` has passed; false when no limit is set) and
-    `waiting_seconds`."""
+    `waiting_seconds` and `overdue`: follow-through found it overdue, or `within(owner)`
+    (the owner's accept_within, see syncd.acceptance) has passed."""
     rows = _select(ledger, _AWAITING_SQL, {"open": json.dumps(OPEN_STATES)})
     for row in rows:
         handed = parse_iso(row["handed_at"])
         waited = (now - handed).total_seconds() if handed else 0.0
+        limit = within(row["owner"]) if within is not None else None
         row["waiting_seconds"] = int(max(0.0, waited))
-        row["overdue"] = accept_within is not None and waited > accept_within.total_seconds()
+        row["overdue"] = row["overdue_at"] is not None or (
+            limit is not None and waited > limit.total_seconds()
+        )
     return rows
-
-
-def acceptance_tracked(ledger: Ledger) -> bool:
-    """Whether anyone has accepted a handoff yet: until then "awaiting acceptance" would
-    mark every owned request, which says nothing."""
-    return bool(
-        ledger.conn.execute("SELECT 1 FROM events WHERE kind = 'accepted' LIMIT 1").fetchone()
-    )
 
 
 def handoff_counts(ledger: Ledger) -> dict[str, int]:

@@ -23,7 +23,7 @@ import click
 
 from syncd import __version__
 from syncd.cli import config as config_commands
-from syncd.cli import handoff, quarantine, reads, routing, running, schema
+from syncd.cli import handoff, quarantine, reads, routing, running, schema, web
 from syncd.cli.options import Env
 from syncd.config import DEFAULT_CONFIG_PATH
 from syncd.errors import ConfigError, SyncdError
@@ -151,6 +151,7 @@ for command in (
     running.demo_command,
     config_commands.config_group,
     *routing.COMMANDS,
+    web.web_command,
 ):
     cli.add_command(command)
 

@@ -23,6 +23,7 @@ from syncd.cli.options import (
 from syncd.config import Config
 from syncd.daemonstate import daemon_status
 from syncd.errors import NotFound
+from syncd.health import stale_after
 from syncd.ledger import Ledger, iso, now_utc
 from syncd.lookup import find_owner, find_request
 from syncd.models import STATES
@@ -318,15 +319,6 @@ def history_command(env: Env, request: str | None, since: timedelta | None, as_j
         click.echo(render.history_view(rows))
 
 
-def _stale_after(config: Config | None) -> dict[str, timedelta]:
-    """When a source counts as stale: the same allowance the daemon's watchdog gives a job
-    (two intervals, plus jitter and the time a poll may take)."""
-    if config is None:
-        return {}
-    d = config.daemon
-    return {s.name: s.interval * 2 + d.jitter + d.hang_after for s in config.sources if s.enabled}
-
-
 @click.command("status", short_help="Per-source health, lag, errors, write-backs, rate limits.")
 @json_option
 @paths_option
@@ -351,7 +343,7 @@ def status_command(env: Env, as_json: bool) -> None:
     """
     config = env.read_config()
     with env.read_ledger(config) as ledger:
-        st = queries.source_status(ledger, now=now_utc(), stale_after=_stale_after(config))
+        st = queries.source_status(ledger, now=now_utc(), stale_after=stale_after(config))
         st["daemon"] = daemon_status(ledger.path)
         st["follow_through"] = routing.status_extras(ledger)
     if as_json:

@@ -1,0 +1,147 @@
+"""The board's app over a real ledger file: filters, escaping, links, headers, read-only."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from syncd.config import Config, Person, Team
+from syncd.cycle import Engine
+from syncd.ledger import Ledger
+from syncd.listener import Listener, bind
+from syncd.web.app import CSP, Settings, create_app
+from tests.memtool import Clock, MemAdapter, Tool, install
+
+PEOPLE = [
+    Person(id="alice", name="Alice Moreau", handles={"github": "alice-gh"}),
+    Person(id="bob", name="Bob Stone", handles={"github": "bob-gh"}),
+    Person(id="carol", name="Carol Diaz", handles={"github": "carol-gh"}),
+]
+
+
+@pytest.fixture
+def ledger_path(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.db"
+    clock = Clock()
+    gh = Tool("github", clock)
+    with Ledger(path) as ledger:
+        engine = Engine(Config(people=PEOPLE, ledger=path), ledger)
+        install(engine, [MemAdapter("api", gh)])
+        gh.create("acme/api#1", "Checkout fails", ["alice-gh"])
+        gh.create("acme/api#2", "<b>bold</b> & {{ 7*7 }}", ["bob-gh"])
+        gh.create("acme/api#3", "Nobody's", [])
+        gh.create("acme/api#4", "Finished", ["carol-gh"])
+        engine.sync_once()
+        gh.set_state("acme/api#4", "done")
+        gh.set_owners("acme/api#1", ["bob-gh"])
+        engine.sync_once()
+    # A tool link that is not http(s): the page must not make it clickable.
+    con = sqlite3.connect(path)
+    con.execute("UPDATE links SET url = 'javascript:alert(1)' WHERE ref = 'acme/api#2'")
+    con.execute(
+        "UPDATE links SET url = 'https://github.com/acme/api/issues/1' WHERE ref = 'acme/api#1'"
+    )
+    con.commit()
+    con.close()
+    return path
+
+
+@pytest.fixture
+def client(ledger_path: Path) -> Iterator[httpx.Client]:
+    """The app served by uvicorn on a loopback port, as `syncd web` serves it."""
+    settings = Settings(
+        ledger=ledger_path,
+        teams=[Team(id="payments", members=["alice", "bob"])],
+        stale_after=timedelta(days=3),
+    )
+    server = Listener(create_app(settings), bind("127.0.0.1", 0))
+    server.start()
+    host, port = server.address
+    try:
+        with httpx.Client(base_url=f"http://{host}:{port}") as client:
+            yield client
+    finally:
+        server.stop()
+
+
+def test_board_lanes_and_filters_in_the_url(client):
+    page = client.get("/").text
+    assert 'data-owner=""' in page  # the unowned lane is always there
+    assert 'data-key="REQ-4"' not in page  # done: not shown by default
+    only_bob = client.get("/?person=bob").text
+    assert 'data-key="REQ-1"' in only_bob
+    assert 'data-key="REQ-2"' in only_bob
+    assert 'data-key="REQ-3"' not in only_bob
+    done = client.get("/?state=done").text
+    assert 'data-key="REQ-4"' in done
+    assert 'data-key="REQ-1"' not in done
+    team = client.get("/?team=payments&state=open&state=done").text
+    assert 'data-key="REQ-4"' not in team  # carol is not in the team
+    assert 'data-key="REQ-1"' in team
+    assert client.get("/?team=nosuchteam").status_code == 200
+
+
+def test_source_text_is_escaped(client):
+    page = client.get("/").text
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; {{ 7*7 }}" in page
+    assert "<b>bold</b>" not in page
+    assert "49" not in page.split("REQ-2", 1)[1][:200]
+
+
+def test_only_http_links_are_clickable(client):
+    page = client.get("/r/REQ-2").text
+    assert "javascript:" not in page
+    assert "acme/api#2" in page
+    page = client.get("/r/REQ-1").text
+    assert 'href="https://github.com/acme/api/issues/1"' in page
+
+
+def test_request_page_timeline_and_missing_request(client):
+    page = client.get("/r/REQ-1").text
+    assert "owner_changed" in page
+    assert client.get("/r/REQ-99").status_code == 404
+    assert client.get("/r/not-a-key").status_code == 404
+
+
+def test_feed_returns_only_newer_handoffs(client):
+    rows = client.get("/api/feed").json()
+    assert rows[0]["to_owner"] == "bob"  # newest first
+    newest = rows[0]["event_id"]
+    assert client.get(f"/api/feed?after={newest}").json() == []
+    assert len(client.get(f"/api/feed?after={newest - 1}").json()) == 1
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/static/board.css", "/nope", "/r/REQ-1"])
+def test_every_response_carries_the_security_headers(client, path):
+    r = client.get(path)
+    assert r.headers["content-security-policy"] == CSP
+    assert "'unsafe-inline'" not in CSP
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_pages_have_no_inline_script_or_style(client):
+    for path in ("/", "/r/REQ-1", "/health", "/nope"):
+        page = client.get(path).text
+        assert "<script>" not in page
+        assert "<style" not in page
+        assert " style=" not in page
+        assert " on" + "click=" not in page
+
+
+def test_foreign_host_names_are_refused(client):
+    assert client.get("/", headers={"host": "attacker.example"}).status_code == 400
+
+
+def test_only_get_is_served(client):
+    assert client.post("/").status_code == 405
+    assert client.post("/api/feed").status_code == 405
+
+
+def test_the_board_connection_cannot_write(ledger_path):
+    with Ledger(ledger_path, readonly=True) as ledger, pytest.raises(sqlite3.OperationalError):
+        ledger.conn.execute("DELETE FROM requests")
