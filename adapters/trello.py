@@ -86,7 +86,15 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator
 
-from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries, typed
+from syncd.adapters.base import (
+    Adapter,
+    MemoryStore,
+    StateStore,
+    Unreadable,
+    is_loopback,
+    owner_entries,
+    typed,
+)
 from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable
 from syncd.crossref import References, item_key, read_references, with_links
 from syncd.errors import ConfigError, FatalError, MalformedResponse
@@ -394,8 +402,14 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         # What read_owners last saw of a card (board, member ids): the outbox reads the
         # owners just before writing, so the write need not read them again.
         self._last_read: dict[str, tuple[str, tuple[str, ...]]] = {}
-        # What each card's attachments linked when last read: card id -> (count, keys).
-        self._attachments: dict[str, tuple[int | None, tuple[str, ...]]] = {}
+        # What each card's attachments linked when last read ("attach:<card id>" -> JSON
+        # {"n": count, "keys": [...]}), kept in the ledger with each page, so a restart reads
+        # no attachment again; in memory when run without a ledger.
+        self._own_store: MemoryStore | None = MemoryStore()
+        self._store: StateStore = self._own_store
+
+    def bind_store(self, store: StateStore) -> None:
+        self._store, self._own_store = store, None
 
     def bind_people(self, directory: Directory) -> None:
         self._claimed = frozenset(
@@ -502,6 +516,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         """Observe `cards`; `bad` (card id -> fingerprint of quarantined cards) is updated.
         `changed` are the cards the action feed named: their attachments are read again."""
         page = Page()
+        read = self._store.get(f"attach:{_raw_id(raw)}" for raw in cards)
         for raw in cards:
             try:
                 if not refreshed and self._needs_refresh(raw):
@@ -511,7 +526,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                     refreshed = True
                 obs = self._observe(raw, board)
                 if obs is not None:
-                    obs = self._with_attachments(obs, raw, obs.ref in changed)
+                    obs = self._with_attachments(obs, raw, obs.ref in changed, read, page)
             except Unreadable as exc:
                 card_id = raw.get("id") if isinstance(raw, dict) else None
                 ref = card_id if isinstance(card_id, str) and _ID.match(card_id) else None
@@ -536,10 +551,12 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                     )
                 )
         page.observations.sort(key=lambda o: o.updated_at)
+        if self._own_store is not None:  # no ledger: remember in memory
+            self._own_store.apply(page.state)
         return page
 
     def _with_attachments(
-        self, obs: Observation, raw: dict[str, Any], changed: bool
+        self, obs: Observation, raw: dict[str, Any], changed: bool, read: dict[str, str], page: Page
     ) -> Observation:
         """`obs` with what its attachments link: a GitHub issue or Jira issue URL (what the
         Power-Ups attach) declares the same work; another Trello card is a relation.
@@ -548,15 +565,17 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         (its `badges.attachments`) and that changed (the feed named it), or whose count
         differs from the last read; otherwise what was read last is used again."""
         count = _attachment_count(raw)
-        cached = self._attachments.get(obs.ref)
+        entry = f"attach:{obs.ref}"
+        cached = _read_attached(read.get(entry))
         if count == 0:
-            self._attachments.pop(obs.ref, None)
+            if entry in read:
+                page.state[entry] = None
             return obs
         if cached is not None and not changed and cached[0] == count:
             keys = cached[1]
         else:
             keys = self._attachment_keys(obs.ref)
-            self._attachments[obs.ref] = (count, keys)
+            page.state[entry] = json.dumps({"n": count, "keys": list(keys)})
         declared = [k for k in keys if not k.startswith("trello:")]
         related = [(k, "related") for k in keys if k.startswith("trello:")]
         mine = References(obs.declared, obs.mentions, obs.relation_kinds)
@@ -840,6 +859,20 @@ def _label_names(raw: object) -> tuple[str, ...]:
         if isinstance(name, str) and name.strip() and name not in names:
             names.append(name[:255])
     return tuple(names[:_MAX_LABELS])
+
+
+def _read_attached(value: str | None) -> tuple[int | None, tuple[str, ...]] | None:
+    """(count, keys) as stored by _with_attachments; None when absent or unreadable (the
+    attachments are then read again)."""
+    try:
+        data = json.loads(value) if value is not None else None
+    except ValueError:
+        return None
+    n = data.get("n") if isinstance(data, dict) else None
+    keys = data.get("keys") if isinstance(data, dict) else None
+    if (n is not None and type(n) is not int) or not isinstance(keys, list):
+        return None
+    return n, tuple(k for k in keys if isinstance(k, str))
 
 
 def _attachment_count(raw: dict[str, Any]) -> int | None:

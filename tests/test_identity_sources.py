@@ -5,6 +5,7 @@ engine."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,31 @@ def test_jira_issue_links_are_relations(
     assert dict(seen(engine, "jira")["Login fails again"].relation_kinds) == {
         f"jira:{second}": "duplicate_of"
     }
+
+
+def test_attachments_read_are_kept_across_a_restart(
+    world: tuple[Engine, str], trello_emulator: TrelloEmulator
+) -> None:
+    engine, board = world
+    card = trello_emulator.create_card(board, "Doing", "Login fails", members=["alicemoreau"])
+    trello_emulator.attach(card, "https://github.com/acme/api/issues/1", "acme/api#1")
+    engine.sync_once()  # the first pull sweeps the board and reads the attachments
+    assert trello_emulator.count("GET", "/cards/{id}/attachments") == 1
+    again = Engine(engine.config, engine.ledger)
+    try:
+        trello = again.adapters["trello"]
+        later = datetime.now(UTC) + timedelta(hours=2)
+        trello.clock = lambda: later  # type: ignore[attr-defined]  # a sweep is due
+        trello_emulator.reset_counts()
+        again.sync_once()
+        assert trello_emulator.count("GET", "/boards/{id}/cards/{filter}") == 1  # swept
+        assert trello_emulator.count("GET", "/cards/{id}/attachments") == 0
+        # What the sweep saw, from the stored cursor: the declaration, from the stored read.
+        latest = later + timedelta(hours=2)
+        trello.clock = lambda: latest  # type: ignore[attr-defined]
+        pages = list(trello.pull(again.ledger.cursor("trello")))
+        [obs] = [o for p in pages for o in p.observations]
+        assert obs.declared == ("github:acme/api#1",)
+        assert trello_emulator.count("GET", "/cards/{id}/attachments") == 0
+    finally:
+        again.close()
