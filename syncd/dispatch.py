@@ -134,7 +134,8 @@ def _follow_through(
             store.record_accepted(c, accepted, now)
             report.accepted.append(accepted)
         store.set_pending(c, change.request_id, new, change.event_id)
-    store.save_event_cursor(c, last, now)
+    if last is not None:
+        store.save_event_cursor(c, last, now)
     waiting = store.pending(c)
     if not waiting:
         return

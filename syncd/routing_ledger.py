@@ -272,12 +272,14 @@ def hand_over(ledger: Ledger, c: sqlite3.Connection, a: Assignment, now: datetim
 # -- follow-through ---------------------------------------------------------------------------
 
 
-def new_owner_changes(c: sqlite3.Connection) -> tuple[list[tuple[OwnerChange, str]], int]:
+def new_owner_changes(c: sqlite3.Connection) -> tuple[list[tuple[OwnerChange, str]], int | None]:
     """Owner changes recorded since follow-through last looked, with the source each was
-    made in, and the last event id now read."""
+    made in, and the last event id now read (None: no event since)."""
     row = c.execute("SELECT value FROM routing_state WHERE key = 'events'").fetchone()
     cursor = int(row[0]) if row and row[0] else 0
     last = c.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+    if last <= cursor:
+        return [], None
     out = []
     for eid, rid, key, to, frm, at, source, actor, created in c.execute(
         "SELECT e.id, e.request_id, r.key, e.to_value, e.from_value, coalesce(e.source_at, e.at), "

@@ -141,3 +141,42 @@ def test_link_fields_are_read_once_and_a_quiet_cycle_costs_the_same(
     assert results == {"github": 1, "jira": 1, "trello": 2}
     assert jira_emulator.count(*links) == trello_emulator.count(*attachments) == 0
     assert engine.ledger.counts() == before
+
+
+def test_routing_and_follow_through_add_no_source_request_to_a_quiet_cycle(
+    engine: Engine,
+    github_emulator: GitHubEmulator,
+    jira_emulator: JiraEmulator,
+    trello_emulator: TrelloEmulator,
+) -> None:
+    from syncd.config import AcceptanceConfig, EscalationConfig, RoutingRule, Team
+
+    # Rules, a team, acceptance and escalation on; one unowned labelled issue to route.
+    github_emulator.create_issue("acme/api", "Printer jams", labels=["printer"])
+    config = engine.config.model_copy(
+        update={
+            "teams": [Team(id="ops", members=["alice"])],
+            "routing": [
+                RoutingRule.model_validate(
+                    {"name": "printers", "when": {"labels": "printer"}, "assign": {"team": "ops"}}
+                )
+            ],
+            "acceptance": AcceptanceConfig.model_validate({"accept_within": "1h"}),
+            "escalation": EscalationConfig(action="comment"),
+        }
+    )
+    routed = Engine(config, engine.ledger)
+    try:
+        for _ in range(3):  # route, write it back, settle the etags
+            assert all(r.ok for r in routed.sync_once())
+        owners = engine.ledger.rows("SELECT title, owner FROM requests ORDER BY id")
+        assert {"title": "Printer jams", "owner": "alice"} in owners
+        before = engine.ledger.counts()
+        for emulator in (github_emulator, jira_emulator, trello_emulator):
+            emulator.reset_counts()
+        results = {r.source: r.requests for r in routed.sync_once()}
+        assert results == {"github": 1, "jira": 1, "trello": 2}
+        assert github_emulator.count() == github_emulator.count(status=304) == 1
+        assert engine.ledger.counts() == before
+    finally:
+        routed.close()
