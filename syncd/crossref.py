@@ -442,10 +442,11 @@ class _Scan:
 
     @property
     def full(self) -> bool:
-        return len(self.declared) + len(self.mentioned) >= MAX_KEYS
+        # Each list has its own bound, so a flood of mentions cannot push out a declaration.
+        return len(self.declared) >= MAX_KEYS and len(self.mentioned) >= MAX_KEYS
 
     def declare(self, key: str) -> None:
-        if key not in self.own and not self.full:
+        if key not in self.own and len(self.declared) < MAX_KEYS:
             self.declared.setdefault(key)
             self.mentioned.pop(key, None)
 
@@ -455,7 +456,7 @@ class _Scan:
         if key in self.mentioned:
             if self.mentioned[key] is None and kind is not None:
                 self.mentioned[key] = kind
-        elif not self.full:
+        elif len(self.mentioned) < MAX_KEYS:
             self.mentioned[key] = kind
 
     def take(self, text: str | None) -> str:
@@ -605,7 +606,7 @@ def extract_keys(*texts: str | None) -> tuple[str, ...]:
     scan = _Scan(DEFAULT_RULES, ())
     for text in texts:
         for line in scan.take(text).split("\n"):
-            if scan.full:
-                break
+            if len(scan.mentioned) >= MAX_KEYS:
+                return tuple(scan.mentioned)
             scan.line(line, prose=False, list_kind=None)
     return tuple(scan.mentioned)

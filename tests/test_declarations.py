@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from syncd.config import parse_config
 from syncd.crossref import (
     DEFAULT_LABELS,
+    MAX_KEYS,
     References,
     Rules,
     item_key,
@@ -364,3 +365,10 @@ def test_hostile_text_is_read_in_linear_time() -> None:
 def test_configured_labels_must_be_words(label: str) -> None:
     with pytest.raises(ConfigError, match="is not a label"):
         parse_config({"matching": {"declare_labels": ["Ticket", label]}}, resolve=False)
+
+
+def test_a_flood_of_mentions_does_not_push_out_a_declaration() -> None:
+    body = " ".join(f"OPS-{n}" for n in range(1, 200)) + "\nJira: OPS-999"
+    refs = read_references("x", body, OPS)
+    assert refs.declared == ("jira:OPS-999",)
+    assert len(refs.mentions) == MAX_KEYS
