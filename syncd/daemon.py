@@ -48,6 +48,7 @@ from syncd.config import Config, load_config
 from syncd.cycle import Engine
 from syncd.daemonstate import StateWriter
 from syncd.errors import ConfigError, SyncdError
+from syncd.filemodes import loose_files
 from syncd.health import JobState, Progress, Verdict, health, status_line
 from syncd.http import HttpOptions
 from syncd.ledger import Ledger, iso, now_utc
@@ -471,6 +472,8 @@ class Daemon:
                 sources=sorted(self.engine.adapters),
                 listen=":".join(map(str, self.listener.address)) if self.listener else None,
             )
+            for warning in loose_files(self.config_path, self.engine.config):
+                log.warning("unprotected_file", problem=warning)
             _, line = self.check()
             self.notifier.send("READY=1", f"STATUS={line}")
             self.state.started()

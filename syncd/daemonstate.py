@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from syncd.filemodes import LEDGER_MODE, open_private
 from syncd.ledger import iso, now_utc, parse_iso
 
 # How often, at most, the progress time is written while polls keep finishing.
@@ -40,7 +41,9 @@ def write_state(ledger: Path, state: dict[str, Any]) -> None:
     """Replace the state file whole, so a reader never sees half of it."""
     path = state_path(ledger)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, sort_keys=True) + "\n", encoding="utf-8")
+    fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC, LEDGER_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(state, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
 

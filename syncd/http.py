@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 import zlib
@@ -38,6 +39,7 @@ from syncd.errors import (
     ResponseTooLarge,
     RetriableError,
 )
+from syncd.filemodes import open_append
 from syncd.redact import redact, redact_headers, redact_url
 
 # A body excerpt in an error message: enough to see what went wrong, never a whole page.
@@ -71,7 +73,8 @@ class TraceWriter:
 
     def write(self, record: Mapping[str, Any]) -> None:
         line = json.dumps(record, ensure_ascii=False)
-        with self._lock, self.path.open("a", encoding="utf-8") as f:
+        # 0600 whatever the umask: a trace holds whole response bodies.
+        with self._lock, os.fdopen(open_append(self.path), "a", encoding="utf-8") as f:
             f.write(line + "\n")
 
 

@@ -28,6 +28,7 @@ import sqlite_utils
 from syncd import commands
 from syncd.config import Person
 from syncd.errors import LedgerBusy, LedgerError, NotFound
+from syncd.filemodes import create_private, ledger_files, restrict_existing
 from syncd.models import Cursor, Observation, Page, Quarantined
 from syncd.people import Directory
 from syncd.reconcile import (
@@ -47,15 +48,15 @@ def _create_empty(path: Path) -> None:
     """Create a new ledger file as an empty file (which SQLite takes as an empty database).
 
     SQLite itself creates database files with mode 0644 minus the umask, so group write is
-    never possible. Creating the file here with 0666 minus the umask lets the admin decide:
-    under the unit's UMask=0007 the ledger is 0660, so the operators' group can run
-    `syncd assign`. SQLite gives the -wal and -shm files the database file's mode.
+    never possible and others may read. Creating the file here with at most 0660 minus the
+    umask, others never, lets the admin decide the group: under the unit's UMask=0007 the
+    ledger is 0660, so the operators' group can run `syncd assign`; under 022 it is 0640.
+    SQLite gives the -wal and -shm files the database file's mode; any left by an older
+    syncd with looser modes are tightened.
     """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    except FileExistsError:
-        return
-    os.close(fd)
+    create_private(path)
+    for extra in ledger_files(path)[1:]:
+        restrict_existing(extra)
 
 
 # What a user outside the operators' group is told (README, "Operators").
@@ -111,16 +112,25 @@ class ApplyStats:
 
 
 class Ledger:
-    def __init__(self, path: str | Path, *, readonly: bool = False, daemon: bool = False) -> None:
-        """Open (and for writing, create and migrate) the ledger. `daemon` takes the daemon
-        lock first, so a second daemon refuses before it touches the schema."""
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        readonly: bool = False,
+        daemon: bool = False,
+        create: bool = True,
+    ) -> None:
+        """Open (and for writing, migrate) the ledger; create it only with `create` (`run`
+        and `sync`: a command that needs an existing ledger must not leave an empty one
+        behind a typo). `daemon` takes the daemon lock first, so a second daemon refuses
+        before it touches the schema."""
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
         self._lockfile: int | None = None
         if readonly and not _readable(self.path):
             raise LedgerError(f"cannot read {self.path}: permission denied ({OPERATORS_HINT})")
-        if readonly and not self.path.exists():
+        if (readonly or not create) and not self.path.is_file():
             raise LedgerError(
                 f"no ledger at {self.path} (has `syncd run` or `syncd sync` run yet?)"
             )
@@ -136,9 +146,11 @@ class Ledger:
         if daemon:
             self.acquire_daemon_lock()
         try:
-            uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+            # A URI names the file exactly: '#', '?' and '%41' in a path are quoted, not
+            # taken for a fragment, parameters or an escape.
+            uri = self.path.absolute().as_uri() + ("?mode=ro" if readonly else "?mode=rw")
             conn = sqlite3.connect(
-                uri, uri=readonly, check_same_thread=False, isolation_level=None, timeout=30
+                uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30
             )
             conn.execute("PRAGMA busy_timeout = 30000")
             if not readonly:

@@ -9,6 +9,7 @@ import click
 from syncd import render
 from syncd.cli.options import Env, emit_json, json_option, pass_env, paths_option
 from syncd.errors import ConfigError
+from syncd.filemodes import loose_files
 
 # Annotated examples, one per tool type, shipped in the package (config/ in the source
 # tree) so that `pip install` and pipx users have them too.
@@ -88,12 +89,15 @@ def config_check_command(env: Env, as_json: bool) -> None:
     enabled = sum(s.enabled for s in config.sources)
     disabled = len(config.sources) - enabled
     ledger = env.ledger_path(config)
+    # As ssh: a config others can write, or a secret others can read, passes with a warning.
+    warnings = loose_files(env.config_path, config)
     if as_json:
         emit_json(
             {
                 "ok": True,
                 "config": str(env.config_path),
                 "problems": [],
+                "warnings": warnings,
                 "sources": len(config.sources),
                 "disabled": disabled,
                 "people": len(config.people),
@@ -101,6 +105,8 @@ def config_check_command(env: Env, as_json: bool) -> None:
             }
         )
         return
+    for warning in warnings:
+        click.echo(f"syncd: warning: {warning}", err=True)
     click.echo(
         f"ok: {render.plural(len(config.sources), 'source')}"
         + (f" ({disabled} disabled)" if disabled else "")

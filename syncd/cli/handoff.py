@@ -70,7 +70,7 @@ def assign_command(
         raise click.UsageError("missing PERSON (or --unassign to leave the request unowned)")
     actor = operator_name()
     # Writable: the handoff is a write. Like the read commands it needs no secrets.
-    with Ledger(env.ledger_path()) as ledger:
+    with Ledger(env.ledger_path(), create=False) as ledger:
         key = find_request(ledger, request)
         before = queries.request_fields(ledger, key)["owner"]
         owner = None

@@ -17,6 +17,7 @@ import click
 from syncd.config import Config, load_config
 from syncd.durations import parse_duration
 from syncd.errors import ConfigError, NotFound
+from syncd.filemodes import open_append
 from syncd.http import HttpOptions, TraceWriter
 from syncd.ledger import Ledger, parse_request_key, request_key
 
@@ -150,8 +151,7 @@ def emit_json(value: Any) -> None:
 
 def check_writable(path: Path) -> None:
     # Fail now, before any polling, if the trace cannot be written.
-    with path.open("a", encoding="utf-8"):
-        pass
+    os.close(open_append(path))
 
 
 def http_options(trace_http: Path | None) -> HttpOptions:

@@ -26,6 +26,7 @@ from syncd.cli.options import (
 )
 from syncd.config import ledger_named_by
 from syncd.errors import ConfigError, NotFound, SyncdError
+from syncd.filemodes import loose_files
 from syncd.ledger import Ledger, now_utc
 from syncd.redact import redact
 
@@ -64,6 +65,8 @@ def sync_command(
             "use `syncd sync --once` for one cycle, or `syncd run` to keep going"
         )
     config = env.config(resolve=True)
+    for warning in loose_files(env.config_path, config):
+        click.echo(f"syncd: warning: {warning}", err=True)
     http = http_options(trace_http)
     with Ledger(env.ledger_path(config)) as ledger:
         ledger.acquire_daemon_lock()
