@@ -20,10 +20,15 @@ from syncd.people import Directory, pick_owner
 from tests.memtool import Clock, MemAdapter, Tool, install
 
 PEOPLE = [
-    Person(id=p, handles={"gh": f"{p}-gh", "jr": f"acc-{p}"}) for p in ("alice", "bob", "carol")
+    Person(id=p, handles={"github": f"{p}-gh", "jira": f"acc-{p}"})
+    for p in ("alice", "bob", "carol")
 ]
 DIRECTORY = Directory.build(PEOPLE)
-SOURCES = {"gh1": ("gh", "acme/api#1"), "gh2": ("gh", "acme/web#2"), "jr": ("jr", "OPS-1")}
+SOURCES = {
+    "gh1": ("github", "acme/api#1"),
+    "gh2": ("github", "acme/web#2"),
+    "jr": ("jira", "OPS-1"),
+}
 OWNERS = st.sampled_from(["alice", "bob", "carol", None])
 
 

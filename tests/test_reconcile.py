@@ -50,16 +50,16 @@ def test_decide_field(seen, snap, canon, seen_at, canon_at, new_link, value, cha
 
 
 PEOPLE = [
-    Person(id="alice", handles={"gh": "alice-gh", "jr": "acc-alice"}),
-    Person(id="bob", handles={"gh": "bob-gh", "jr": "acc-bob"}),
-    Person(id="carol", handles={"gh": "carol-gh"}),  # no jr account
+    Person(id="alice", handles={"github": "alice-gh", "jira": "acc-alice"}),
+    Person(id="bob", handles={"github": "bob-gh", "jira": "acc-bob"}),
+    Person(id="carol", handles={"github": "carol-gh"}),  # no jr account
 ]
 
 
 @pytest.fixture
 def world(tmp_path: Path):
     clock = Clock()
-    gh, jr = Tool("gh", clock), Tool("jr", clock)
+    gh, jr = Tool("github", clock), Tool("jira", clock)
     ledger = Ledger(tmp_path / "ledger.db")
     engine = Engine(Config(people=PEOPLE, ledger=tmp_path / "ledger.db"), ledger)
     install(engine, [MemAdapter("gh", gh), MemAdapter("jr", jr)])
@@ -208,7 +208,7 @@ def test_unmapped_handle_is_kept(world):
         {"owner": "gh:zed-gh"},
     ]
     assert q(ledger, "SELECT kind, handle, person_id FROM identities WHERE handle = 'zed-gh'") == [
-        {"kind": "gh", "handle": "zed-gh", "person_id": None}
+        {"kind": "github", "handle": "zed-gh", "person_id": None}
     ]
     # it cannot be written to the other tool, and says why
     (row,) = q(ledger, "SELECT status, last_error FROM outbox")
