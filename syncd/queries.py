@@ -38,12 +38,20 @@ scripts: keys may be added, none are renamed or removed.
              "actor": str|null, "from_value": str|null, "to_value": str|null,
              "note": str|null, "detail": str|null}
 
-``syncd history --json`` -- an array of handoffs (owner_changed events) and conflicts,
-oldest first::
+``syncd history --json`` -- an array of handoffs (owner_changed events), oldest first;
+with --all, every event (write-backs, conflicts, links, merges, quarantines, comments)::
 
     {"id", "when",              # source_at when known, else at; --since compares this
-     "at", "source_at", "request": "REQ-42", "kind": "owner_changed"|"conflict"|"writeback",
-     "field", "from_value", "to_value", "source", "actor", "note", "detail"}
+     "at", "source_at", "request": "REQ-42"|null, "kind": "owner_changed"|"conflict"|...,
+     "field", "from_value", "to_value", "source", "actor", "note", "detail",
+     "from", "to",              # owner before and after (= from_value, to_value)
+     "from_name", "to_name",    # their names from config, when they are people
+     "who", "who_name",         # who made it (= actor): person id or "kind:handle"
+     "where": {"source": str|null,   # source name, "operator" or "routing"
+               "tool": str|null,     # github|jira|trello|email, for a source
+               "item": str|null,     # the item there, e.g. "acme/api#12"
+               "url": str|null},
+     "why": str|null}           # the note, or the reason; no text repeated from elsewhere
 
 ``syncd status --json`` -- one object::
 
@@ -227,13 +235,33 @@ def request_detail(ledger: Ledger, key: str) -> dict[str, Any]:
 
 _HISTORY_SQL = """
 SELECT e.id, coalesce(e.source_at, e.at) AS "when", e.at, e.source_at, r.key AS request,
-       e.kind, e.field, e.from_value, e.to_value, e.source, e.actor, e.note, e.detail
-FROM events e JOIN requests r ON r.id = e.request_id
-WHERE e.kind IN ('owner_changed', 'conflict', 'writeback')
+       e.kind, e.field, e.from_value, e.to_value, e.source, e.actor, e.note, e.detail,
+       fp.name AS from_name, tp.name AS to_name, ap.name AS who_name,
+       l.kind AS where_tool, l.ref AS where_item, l.url AS where_url
+FROM events e
+LEFT JOIN requests r ON r.id = e.request_id
+LEFT JOIN people fp ON fp.id = e.from_value
+LEFT JOIN people tp ON tp.id = e.to_value
+LEFT JOIN people ap ON ap.id = e.actor
+LEFT JOIN links l ON l.id = (SELECT min(x.id) FROM links x
+                             WHERE x.request_id = e.request_id AND x.source = e.source)
+WHERE (:all = 1 OR e.kind = 'owner_changed')
   AND (:request_id IS NULL OR e.request_id = :request_id)
   AND (:since IS NULL OR coalesce(e.source_at, e.at) >= :since)
 ORDER BY "when", e.id
 """
+
+
+def why_text(kind: str, note: str | None, detail: str | None, item: str | None) -> str | None:
+    """Why a history row happened, in words not already in its other columns: the note of
+    a handoff, the reason of a conflict or a refusal, what became of a write-back."""
+    if note:
+        return note
+    if detail is None:
+        return None
+    if kind == "writeback" and item is not None and detail == f"written to {item}":
+        return "written"  # the item is the row's WHERE already
+    return detail
 
 
 def history(
@@ -242,17 +270,30 @@ def history(
     now: datetime,
     key: str | None = None,
     since: timedelta | None = None,
+    all_kinds: bool = False,
 ) -> list[dict[str, Any]]:
-    """Handoffs and conflicts, oldest first (`syncd history`)."""
+    """Handoffs, oldest first (`syncd history`); with `all_kinds`, every event: write-backs,
+    conflicts, links, merges, quarantines, comments posted, commands refused."""
     request_id = request_fields(ledger, key)["id"] if key is not None else None
-    return _select(
+    rows = _select(
         ledger,
         _HISTORY_SQL,
         {
             "request_id": request_id,
             "since": iso(now - since) if since is not None else None,
+            "all": 1 if all_kinds else 0,
         },
     )
+    for r in rows:
+        r["from"], r["to"], r["who"] = r["from_value"], r["to_value"], r["actor"]
+        r["where"] = {
+            "source": r["source"],
+            "tool": r.pop("where_tool"),
+            "item": r.pop("where_item"),
+            "url": r.pop("where_url"),
+        }
+        r["why"] = why_text(r["kind"], r["note"], r["detail"], r["where"]["item"])
+    return rows
 
 
 def _count_by(

@@ -168,9 +168,12 @@ def describe_event(e: Mapping[str, Any]) -> str:
     elif kind == "conflict":
         text = f"conflict on {e['field']}: kept {to}, lost {frm}"
     elif kind == "writeback":
-        text = f"write-back of {to}: {e['detail']}" if e["detail"] else f"write-back of {to}"
+        # The detail says where it was written ("written to acme/web#1") or why not: it is
+        # the whole sentence, so the source and the detail are not repeated after it.
+        detail = e["detail"] or "written"
+        return safe_text(f"{to} {detail}" if detail.startswith("written") else f"{to}: {detail}")
     else:
-        text = kind
+        text = kind.replace("_", " ")
     if e["source"]:
         text += f" via {e['source']}"
     if e["actor"]:
@@ -219,25 +222,38 @@ def request_view(r: Mapping[str, Any]) -> str:
     return shown("\n".join(out))
 
 
-def history_view(rows: list[dict[str, Any]]) -> str:
+def _person(owner: str | None, name: str | None) -> str:
+    return "(nobody)" if owner is None else (name or owner)
+
+
+def _where(r: Mapping[str, Any]) -> str | None:
+    w: Mapping[str, str | None] = r["where"]
+    if w["item"] is not None:
+        return f"{w['tool']} {w['item']}"
+    return w["source"]  # "operator", "routing", or a source with no item on this request
+
+
+def history_view(rows: list[dict[str, Any]], *, all_kinds: bool = False) -> str:
+    """One row per event: FROM -> TO, WHO, WHERE (tool and item), WHEN (at the source), WHY.
+    Write-backs and other events (with --all) say only what they add."""
     if not rows:
-        return "no handoffs"
-    return table(
-        ["WHEN", "REQUEST", "KIND", "FROM", "TO", "WHERE", "WHO", "NOTE"],
-        [
-            [
-                when(r["when"]),
-                r["request"],
-                r["kind"] if r["kind"] != "conflict" else f"conflict:{r['field']}",
-                r["from_value"] or "(none)",
-                r["to_value"] or "(none)",
-                r["source"],
-                r["actor"],
-                clip(r["note"] or r["detail"], ERROR_WIDTH) if (r["note"] or r["detail"]) else None,
-            ]
-            for r in rows
-        ],
-    )
+        return "no handoffs" if not all_kinds else "no events"
+    headers = ["WHEN", "REQUEST", *(["KIND"] if all_kinds else []), "HANDOFF", "WHO", "WHERE"]
+    out = []
+    for r in rows:
+        if r["kind"] == "owner_changed":
+            change = f"{_person(r['from'], r['from_name'])} -> {_person(r['to'], r['to_name'])}"
+        elif r["kind"] in ("writeback", "conflict") and r["field"] in (None, "owner"):
+            kept = "kept" if r["kind"] == "conflict" else "->"
+            change = f"{kept} {_person(r['to'], r['to_name'])}"
+        else:
+            change = None
+        row: list[str | None] = [when(r["when"]), r["request"]]
+        if all_kinds:
+            row.append(r["kind"].replace("_", " "))
+        row += [change, r["who_name"] or r["who"], _where(r), clip(r["why"], ERROR_WIDTH)]
+        out.append(row)
+    return table([*headers, "WHY"], out)
 
 
 def daemon_line(d: Mapping[str, Any] | None, now: datetime) -> str:

@@ -523,16 +523,21 @@ def test_assign_needs_exactly_one_of_person_and_unassign(
 
 
 def test_history_lists_handoffs_and_conflicts(runner: CliRunner, story: Story) -> None:
-    rows = read_json(runner, story, "history")
+    rows = read_json(runner, story, "history", "--all")
     assert [(r["request"], r["kind"], r["from_value"], r["to_value"]) for r in rows] == [
+        ("REQ-4", "created", None, "Old export bug"),
         ("REQ-4", "owner_changed", None, "bob"),
+        ("REQ-1", "created", None, "Checkout fails"),
         ("REQ-1", "owner_changed", None, "alice"),
+        ("REQ-1", "linked", None, "api:acme/api#12"),
+        ("REQ-2", "created", None, "Dark mode unreadable"),
         ("REQ-2", "owner_changed", None, "github:zed"),
+        ("REQ-3", "created", None, "Typo on pricing page"),
         ("REQ-1", "conflict", "github:dave-gh", "bob"),
         ("REQ-1", "owner_changed", "alice", "bob"),
         ("REQ-1", "writeback", None, "bob"),  # the handoff written back to a linked item
     ]
-    assert set(rows[0]) == {
+    assert {
         "id",
         "when",
         "at",
@@ -546,25 +551,37 @@ def test_history_lists_handoffs_and_conflicts(runner: CliRunner, story: Story) -
         "actor",
         "note",
         "detail",
-    }
+        "from",
+        "to",
+        "who",
+        "where",
+        "why",
+    } <= set(rows[0])
     handoff = rows[-2]
-    assert (handoff["source"], handoff["actor"], handoff["note"]) == (
+    assert (handoff["source"], handoff["who"], handoff["why"]) == (
         "operator",
         "opsuser",
         "covering while Alice is out",
     )
+    assert (handoff["from"], handoff["to"], handoff["to_name"]) == ("alice", "bob", "Bob Okafor")
+    writeback = rows[-1]
+    assert writeback["where"]["item"] is not None
+    assert writeback["why"].startswith("dead: ")
+    assert writeback["where"]["item"] not in writeback["why"]  # WHERE names it already
     # A conflict is placed at the source-side time of the change that lost.
-    assert rows[3]["when"] == iso(story.now - timedelta(days=3))
+    assert rows[-3]["when"] == iso(story.now - timedelta(days=3))
+    # By default, handoffs only.
+    assert [r["kind"] for r in read_json(runner, story, "history")] == ["owner_changed"] * 4
 
 
 def test_history_since_and_for_one_request(runner: CliRunner, story: Story) -> None:
-    recent = read_json(runner, story, "history", "--since", "4d")
+    recent = read_json(runner, story, "history", "--since", "4d", "--all")
     assert [(r["request"], r["kind"]) for r in recent] == [
         ("REQ-1", "conflict"),
         ("REQ-1", "owner_changed"),
         ("REQ-1", "writeback"),
     ]
-    assert [r["kind"] for r in read_json(runner, story, "history", "--since", "1d")] == [
+    assert [r["kind"] for r in read_json(runner, story, "history", "--since", "1d", "--all")] == [
         "writeback"
     ]
     one = read_json(runner, story, "history", "REQ-2")
@@ -572,24 +589,29 @@ def test_history_since_and_for_one_request(runner: CliRunner, story: Story) -> N
 
 
 def test_history_text(runner: CliRunner, story: Story) -> None:
-    result = run(runner, "--ledger", story.path, "history", "REQ-1", "--since", "7d")
+    result = run(runner, "--ledger", story.path, "history", "REQ-1", "--since", "7d", "--all")
     assert result.exit_code == 0
-    header, conflict, handoff, _writeback = result.stdout.splitlines()
-    assert header.split() == ["WHEN", "REQUEST", "KIND", "FROM", "TO", "WHERE", "WHO", "NOTE"]
-    assert "conflict:owner" in conflict
+    header, conflict, handoff, writeback = result.stdout.splitlines()
+    assert header.split() == ["WHEN", "REQUEST", "KIND", "HANDOFF", "WHO", "WHERE", "WHY"]
     assert "the ledger's later change wins" in conflict
     assert handoff.split()[3:] == [
-        "owner_changed",
-        "alice",
-        "bob",
-        "operator",
+        "owner",
+        "changed",
+        "Alice",
+        "Moreau",
+        "->",
+        "Bob",
+        "Okafor",
         "opsuser",
+        "operator",
         "covering",
         "while",
         "Alice",
         "is",
         "out",
     ]
+    assert "dead:" in writeback
+    assert writeback.count("OPS-7") == 1  # each row says a thing once
 
 
 # -- status --------------------------------------------------------------------------------

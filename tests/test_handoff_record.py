@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from syncd.cli import main as cli_main
+from syncd.cli import cli
 from syncd.config import parse_config
 from syncd.cycle import Engine
 from syncd.ledger import Ledger
@@ -206,9 +206,7 @@ ALL_COMMANDS = {"web": {"commands": True}, "ops": {"commands": True}, "board": {
 
 
 def history_json(world: World, *args: str) -> list[dict[str, Any]]:
-    result = CliRunner().invoke(
-        cli_main.cli, ["--ledger", str(world.path), "history", "--json", *args]
-    )
+    result = CliRunner().invoke(cli, ["--ledger", str(world.path), "history", "--json", *args])
     assert result.exit_code == 0, result.output
     rows: list[dict[str, Any]] = json.loads(result.stdout)
     return rows
@@ -429,5 +427,5 @@ def test_an_outsider_a_quote_or_code_hand_nothing_off_and_say_why(
     assert world.owner() == "alice"
     (refused,) = world.events("command_refused")
     assert reason in refused["detail"]
-    shown = CliRunner().invoke(cli_main.cli, ["--ledger", str(world.path), "history", "--all"])
+    shown = CliRunner().invoke(cli, ["--ledger", str(world.path), "history", "--all"])
     assert reason in shown.stdout

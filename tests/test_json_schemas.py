@@ -58,7 +58,10 @@ Run = Callable[[Story, Path], list[list[str | Path]]]
 RUNS: dict[str, Run] = {
     "ls": lambda s, c: [["--ledger", s.path, "ls", "--all"], ["--ledger", s.path, "ls"]],
     "show": lambda s, c: [["--ledger", s.path, "show", "REQ-1"], ["--ledger", s.path, "show", "3"]],
-    "history": lambda s, c: [["--ledger", s.path, "history"]],
+    "history": lambda s, c: [
+        ["--ledger", s.path, "history"],
+        ["--ledger", s.path, "history", "--all"],
+    ],
     "status": lambda s, c: [["--ledger", s.path, "status"], ["--config", c, "status"]],
     "people": lambda s, c: [["--ledger", s.path, "people"]],
     "assign": lambda s, c: [

@@ -279,7 +279,7 @@ def show_command(env: Env, request: str, as_json: bool) -> None:
         click.echo(render.request_view(detail))
 
 
-@click.command("history", short_help="The handoff log: owner changes and conflicts.")
+@click.command("history", short_help="Who handed what to whom, where, when and why.")
 @click.argument(
     "request",
     callback=request_argument,
@@ -291,32 +291,40 @@ def show_command(env: Env, request: str, as_json: bool) -> None:
     "--since",
     callback=duration_option_value,
     metavar="DURATION",
-    help="Only handoffs within the last DURATION. " + DURATION_HELP,
+    help="Only what happened within the last DURATION. " + DURATION_HELP,
+)
+@click.option(
+    "--all",
+    "all_kinds",
+    is_flag=True,
+    help="Every event, not only handoffs: write-backs, conflicts, links, merges, quarantines, "
+    "handoff comments posted, commands refused.",
 )
 @json_option
 @paths_option
 @pass_env
-def history_command(env: Env, request: str | None, since: timedelta | None, as_json: bool) -> None:
-    """The handoff log: every owner change, and every conflict, oldest first.
-
-    For each: when it happened (at the source when known), the request, the owner before and
-    after, where it was made (a source name, or "operator" for `syncd assign`), who made it,
-    and the note or the conflict's detail. Give REQ for one request only.
+def history_command(
+    env: Env, request: str | None, since: timedelta | None, all_kinds: bool, as_json: bool
+) -> None:
+    """The handoff log, oldest first: each change of owner, from whom to whom (HANDOFF),
+    who made it (WHO: a person, or tool:handle for an identity nobody claims), where (the
+    tool and item, "operator" for `syncd assign`, "routing" for a rule), when it happened
+    at the source, and why (the note). Give REQ for one request only.
 
     \b
     Examples:
       syncd history --since 7d
-      syncd history REQ-42
+      syncd history REQ-42 --all
       syncd history --since 24h --json
     """
     now = now_utc()
     with env.read_ledger() as ledger:
         key = find_request(ledger, request) if request is not None else None
-        rows = queries.history(ledger, now=now, key=key, since=since)
+        rows = queries.history(ledger, now=now, key=key, since=since, all_kinds=all_kinds)
     if as_json:
         emit_json(rows)
     else:
-        click.echo(render.history_view(rows))
+        click.echo(render.history_view(rows, all_kinds=all_kinds))
 
 
 @click.command("status", short_help="Per-source health, lag, errors, write-backs, rate limits.")
