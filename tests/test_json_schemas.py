@@ -71,8 +71,26 @@ RUNS: dict[str, Run] = {
     ],
     "sync": lambda s, c: [["--config", c, "sync", "--once"]],
     "config check": lambda s, c: [["--config", c, "config", "check"]],
-    "route": lambda s, c: [["--config", c, "route", "--dry-run"]],
+    "quarantine": lambda s, c: [
+        ["--ledger", s.path, "quarantine"],
+        ["--ledger", s.path, "quarantine", "--all"],
+    ],
+    "route": lambda s, c: [["--config", routing_config(s, c), "route", "--dry-run"]],
 }
+
+
+def routing_config(story: Story, beside: Path) -> Path:
+    """The story's ledger with a rule that routes unowned web requests (REQ-3) to carol."""
+    path = beside.with_name("routing.toml")
+    path.write_text(
+        f'ledger = "{story.path}"\n'
+        '[[sources]]\nname = "web"\ntype = "github"\nrepo = "acme/web"\n'
+        'token = { env = "SYNCD_TEST_TOKEN" }\n'
+        '[[people]]\nid = "carol"\nhandles = { jira = "acc-carol" }\n'
+        '[[routing]]\nname = "web to carol"\nwhen = { source = "web" }\n'
+        'assign = { person = "carol" }\n'
+    )
+    return path
 
 
 def test_every_json_command_has_a_schema_and_a_run() -> None:
@@ -104,6 +122,7 @@ def test_json_output_matches_its_schema(command: str, story: Story, config: Path
         result = syncd(*json_args, env=ENV)
         assert result.returncode == 0, (json_args, result.stderr)
         value: Any = json.loads(result.stdout)
+        assert value or command not in ("route", "quarantine"), (json_args, "nothing to check")
         errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(value)]
         assert not errors, (json_args, errors)
 

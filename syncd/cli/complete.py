@@ -8,6 +8,7 @@ error into the user's command line.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,12 +34,14 @@ def _root_params(ctx: click.Context) -> dict[str, object]:
         c = c.parent
     for c in reversed(chain):
         params.update({k: v for k, v in c.params.items() if v is not None})
+    # A command's own --config / --ledger (syncd.cli.options.paths_option) win.
+    for key, name in (("syncd.config_path", "config_path"), ("syncd.ledger_override", "ledger")):
+        if key in ctx.meta:
+            params[name] = ctx.meta[key]
     return params
 
 
 def _config(ctx: click.Context) -> Config | None:
-    import os
-
     path = _root_params(ctx).get("config_path") or os.environ.get(
         "SYNCD_CONFIG", DEFAULT_CONFIG_PATH
     )
@@ -111,7 +114,7 @@ def teams(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[C
     """Team names from the config's [[teams]], when it has them."""
     config = _config(ctx)
     found = getattr(config, "teams", None) or []
-    return _items([(str(getattr(t, "name", t)), None) for t in found], incomplete)
+    return _items([(str(getattr(t, "id", t)), None) for t in found], incomplete)
 
 
 def choices(values: list[str]) -> Completer:

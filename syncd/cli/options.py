@@ -80,8 +80,14 @@ def trace_option(f: F) -> F:
 
 def _path_override(attr: str) -> Callable[[click.Context, click.Parameter, Path | None], None]:
     def callback(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
-        if value is not None:
-            setattr(ctx.find_object(Env), attr, value)
+        if value is None:
+            return
+        # Also kept in ctx.meta (shared by the whole command line) for shell completion,
+        # which parses the line without running the group, so there is no Env yet.
+        ctx.meta[f"syncd.{attr}"] = value
+        env = ctx.find_object(Env)
+        if env is not None:
+            setattr(env, attr, value)
 
     return callback
 
