@@ -158,7 +158,15 @@ def run_command(env: Env, trace_http: Path | None) -> None:
     is_flag=True,
     help="Leave out the shared mailbox (which runs a local Dovecot).",
 )
-def demo_command(trace_http: Path | None, keep: bool, no_email: bool) -> None:
+@click.option(
+    "--story",
+    type=click.Choice(["handoff", "routing"]),
+    default="handoff",
+    show_default=True,
+    help="handoff: a request's owner followed across every tool; routing: unowned issues "
+    "routed by rules, one handoff accepted and one flagged overdue.",
+)
+def demo_command(trace_http: Path | None, keep: bool, no_email: bool, story: str) -> None:
     """Run a self-contained demo against emulated tools in a temporary directory.
 
     Needs no config, no tokens and no network. GitHub, Jira and Trello are emulated; the
@@ -170,6 +178,7 @@ def demo_command(trace_http: Path | None, keep: bool, no_email: bool) -> None:
     Examples:
       syncd demo
       syncd demo --keep --trace-http /tmp/demo-http.jsonl
+      syncd demo --story routing
     """
     # Imported only here: the demo brings the tool emulators, which nothing else needs.
     from syncd.demo import run_demo
@@ -183,6 +192,10 @@ def demo_command(trace_http: Path | None, keep: bool, no_email: bool) -> None:
         # The demo shows the ledger through the operator's own commands.
         cli.main(args, prog_name="syncd", standalone_mode=False)
 
+    if story == "routing":
+        from syncd.demo_routing import run_routing_demo
+
+        sys.exit(run_routing_demo(trace_http=trace_http, keep=keep, show=show))
     sys.exit(run_demo(trace_http=trace_http, keep=keep, email=not no_email, show=show))
 
 
