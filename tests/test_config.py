@@ -332,5 +332,9 @@ def test_a_user_outside_the_group_is_told_what_to_do(tmp_path: Path) -> None:
             )
             assert result.returncode == 1, result.stderr
             assert result.stderr == f"syncd: error: {line}\n"
+        # The README quotes what a non-member gets with the service guide's paths.
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        quoted = f"syncd: error: /etc/syncd/syncd.toml: cannot read: {hint.format(what='file')}"
+        assert quoted in readme
     finally:
         shutil.rmtree(base)
