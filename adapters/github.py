@@ -54,8 +54,8 @@ until ``x-ratelimit-reset``; one whose message names a secondary rate limit wait
 
 Identity. Keys come from the title and body (syncd.crossref tells what they declare from what
 they mention). Anyone can open an issue on a public repository, so only an author whose
-``author_association`` is in ``trusted_authors`` (OWNER, MEMBER, COLLABORATOR by default), or
-who is a person under [[people]], may declare: anyone else's "[OPS-7] ..." title is kept as a
+``author_association`` is in ``trusted_authors`` (OWNER, MEMBER, COLLABORATOR by default; an
+"@login" entry names one account), or who is a person under [[people]], may declare: anyone else's "[OPS-7] ..." title is kept as a
 mention, with ``Observation.author_trusted`` false.
 """
 
@@ -172,12 +172,18 @@ class GitHubConfig(CommentSettings):
     @field_validator("trusted_authors")
     @classmethod
     def _associations(cls, v: list[str]) -> list[str]:
-        names = [a.strip().upper() for a in v]
-        bad = [a for a, n in zip(v, names, strict=True) if n not in ASSOCIATIONS]
+        # An association name, or "@login" for one account (an integration's bot that is no
+        # collaborator, say); logins are compared without case, as GitHub does.
+        names = [a.strip() if a.strip().startswith("@") else a.strip().upper() for a in v]
+        bad = [
+            a
+            for a, n in zip(v, names, strict=True)
+            if not (n in ASSOCIATIONS or (_LOGIN.match(n[1:]) and n.startswith("@")))
+        ]
         if bad:
             raise ValueError(
                 f"unknown author_association {', '.join(map(repr, bad))}; use "
-                f"{', '.join(ASSOCIATIONS)}"
+                f"{', '.join(ASSOCIATIONS)}, or @login for one account"
             )
         return names
 
@@ -425,8 +431,10 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         # Refs and keys are lower-case: GitHub treats owner and name case-insensitively, and
         # a change of case in the config must not turn every issue into a new one.
         self.repo = config.repo.lower()
-        self._trusted = frozenset(config.trusted_authors)
-        self._people: frozenset[str] = frozenset()  # github handles under [[people]]
+        self._trusted = frozenset(a for a in config.trusted_authors if not a.startswith("@"))
+        # Logins that may declare: "@login" entries, and (see bind_people) people's handles.
+        self._logins = frozenset(a[1:].lower() for a in config.trusted_authors if a[:1] == "@")
+        self._people: frozenset[str] = self._logins
         self._secondary_strikes = 0
         self._last_write: float | None = None
         self._own_store: MemoryStore | None = MemoryStore()
@@ -445,7 +453,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         )
 
     def bind_people(self, directory: Directory) -> None:
-        self._people = frozenset(
+        self._people = self._logins | frozenset(
             h.lower() for p in directory.people.values() for h in p.handles_for(self.kind)
         )
 

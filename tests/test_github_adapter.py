@@ -346,6 +346,19 @@ def test_a_configured_person_is_trusted(make: Any, router: respx.Router) -> None
 def test_trusted_authors_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError, match="unknown author_association 'maintainer'"):
         make_config(monkeypatch, trusted_authors=["maintainer"])
+    with pytest.raises(ValidationError, match="unknown author_association '@'"):
+        make_config(monkeypatch, trusted_authors=["@"])
+
+
+def test_an_account_named_in_trusted_authors_declares(make: Any, router: respx.Router) -> None:
+    bot = issue(12, author_association="NONE", user=user("Sync-Bot[bot]"), **DECLARING)
+    other = issue(13, author_association="NONE", user=user("someone"), **DECLARING)
+    router.get(ISSUES).mock(return_value=listing(bot, other))
+    adapter = make(trusted_authors=["OWNER", "@sync-bot[bot]"])
+    adapter.bind_people(Directory.build([]))  # binding people keeps the named accounts
+    found = {o.ref: o for o in observations(pull(adapter))}
+    assert found["acme/api#12"].declared == ("jira:OPS-7", "jira:OPS-8")
+    assert found["acme/api#13"].declared == ()
 
 
 def test_declaring_rules_come_from_the_binding(make: Any, router: respx.Router) -> None:
