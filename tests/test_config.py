@@ -338,3 +338,13 @@ def test_a_user_outside_the_group_is_told_what_to_do(tmp_path: Path) -> None:
         assert quoted in readme
     finally:
         shutil.rmtree(base)
+
+
+def test_debug_works_after_the_command_too(tmp_path: Path) -> None:
+    for args in (["--debug", "ls"], ["ls", "--debug"]):
+        result = syncd("--ledger", tmp_path / "none.db", *args)
+        assert result.returncode == 1
+        assert "Traceback (most recent call last)" in result.stderr, args
+        assert result.stderr.splitlines()[-1].startswith("syncd: error: no ledger at ")
+    quiet = syncd("--ledger", tmp_path / "none.db", "ls")
+    assert "Traceback" not in quiet.stderr

@@ -69,3 +69,11 @@ def test_a_bad_duration_in_the_config_names_the_field(tmp_path: str) -> None:
         "daemon.jitter",
         "daemon.hang_after",
     ]
+
+
+def test_the_hint_lists_every_unit() -> None:
+    for args in (["ls", "--help"], ["history", "--help"]):
+        text = " ".join(syncd(*args).stdout.split())
+        assert "units w d h m s, largest first" in text
+        for example in ("90s", "5m", "2h", "3d", "1w", "1h30m"):
+            assert example in text

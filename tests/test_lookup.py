@@ -102,3 +102,20 @@ def test_me_is_the_person_with_my_unix_handle(story: Story) -> None:
     nobody = syncd("--ledger", story.path, "assign", "REQ-3", "me", env={"USER": "zz"})
     assert nobody.returncode == 1
     assert "no person has the unix handle 'zz'" in nobody.stderr
+
+
+def test_away_and_back_take_me_and_handles(story: Story) -> None:
+    with Ledger(story.path) as ledger:
+        ledger.sync_people(
+            [
+                PEOPLE[0],
+                Person(id="bob", handles={"github": "bob-ok", "unix": "bokafor"}),
+                PEOPLE[2],
+            ]
+        )
+    away = syncd("--ledger", story.path, "away", "me", "--until", "2d", env={"USER": "bokafor"})
+    assert away.returncode == 0, away.stderr
+    assert away.stdout.startswith("bob is away until ")
+    back = syncd("--ledger", story.path, "back", "github:BOB-OK")
+    assert back.returncode == 0, back.stderr
+    assert back.stdout == "bob is back\n"

@@ -24,7 +24,7 @@ import click
 from syncd import __version__
 from syncd.cli import config as config_commands
 from syncd.cli import handoff, quarantine, reads, routing, running, schema, web
-from syncd.cli.options import Env
+from syncd.cli.options import DEBUG_META, Env
 from syncd.config import DEFAULT_CONFIG_PATH
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure
@@ -46,24 +46,29 @@ def _fail(
     ctx.exit(code)
 
 
+def _debug(ctx: click.Context) -> bool:
+    """--debug before the command, or after it (syncd.cli.options.paths_option)."""
+    return bool(ctx.params.get("debug") or ctx.meta.get(DEBUG_META))
+
+
 class SyncdGroup(click.Group):
     """Turns the exceptions of every subcommand into the exit codes documented above."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except ConfigError as exc:
-            _fail(ctx, str(exc).splitlines(), EXIT_ERROR, exc, debug)
+            _fail(ctx, str(exc).splitlines(), EXIT_ERROR, exc, _debug(ctx))
         except SyncdError as exc:
-            _fail(ctx, [" ".join(str(exc).split())], EXIT_ERROR, exc, debug)
+            _fail(ctx, [" ".join(str(exc).split())], EXIT_ERROR, exc, _debug(ctx))
         except OSError as exc:
             # Files and directories named on the command line; the user can fix these.
             where = f": {exc.filename}" if exc.filename else ""
-            _fail(ctx, [f"{exc.strerror or exc}{where}"], EXIT_ERROR, exc, debug)
+            _fail(ctx, [f"{exc.strerror or exc}{where}"], EXIT_ERROR, exc, _debug(ctx))
         except Exception as exc:
+            debug = _debug(ctx)
             hint = "" if debug else " (rerun with --debug for the traceback)"
             _fail(
                 ctx,

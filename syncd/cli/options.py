@@ -20,6 +20,7 @@ from syncd.errors import ConfigError, NotFound
 from syncd.filemodes import open_append
 from syncd.http import HttpOptions, TraceWriter
 from syncd.ledger import Ledger, parse_request_key, request_key
+from syncd.logs import configure
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,6 +93,20 @@ def _path_override(attr: str) -> Callable[[click.Context, click.Parameter, Path 
     return callback
 
 
+# ctx.meta key set by a command's own --debug (after the command name).
+DEBUG_META = "syncd.debug"
+
+
+def _debug_after_command(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value:
+        return
+    ctx.meta[DEBUG_META] = True
+    env = ctx.find_object(Env)
+    if env is not None:
+        env.debug = True
+    configure(debug=True)
+
+
 def paths_option(f: F) -> F:
     """--config and --ledger after the command name too (`syncd ls --ledger X`), where
     operators and scripts tend to put them; they override the global ones."""
@@ -111,7 +126,14 @@ def paths_option(f: F) -> F:
             callback=_path_override(attr),
             help=what,
         )(f)
-    return f
+    return click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_debug_after_command,
+        help="Debug logs, and tracebacks with errors, as the global --debug.",
+    )(f)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import click
 
 from syncd import dispatch, render
 from syncd import routing_ledger as store
+from syncd.cli import complete
 from syncd.cli.options import (
     DURATION_HELP,
     Env,
@@ -26,6 +27,7 @@ from syncd.config import Config
 from syncd.durations import parse_duration
 from syncd.errors import ConfigError, NotFound, SyncdError
 from syncd.ledger import Ledger, iso, now_utc
+from syncd.lookup import find_owner, find_request
 from syncd.routing import Absence, Assignment
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,13 +58,8 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> date
 
 
 def _person(ledger: Ledger, text: str) -> str:
-    person = text.strip().lower()
-    if not ledger.conn.execute("SELECT 1 FROM people WHERE id = ?", (person,)).fetchone():
-        raise NotFound(
-            f"no person {text!r} in the ledger (people come from [[people]] in the config "
-            "once the daemon has run; see `syncd people`)"
-        )
-    return person
+    # Any case, a configured handle, or `me` (syncd.lookup); never an unmapped identity.
+    return find_owner(ledger, text, login=operator_name())
 
 
 # -- options the read commands take ----------------------------------------------------------
@@ -72,6 +69,7 @@ def team_option(f: F) -> F:
     return click.option(
         "--team",
         metavar="ID",
+        shell_complete=complete.teams,
         help="Only the members of the team ID from [[teams]] in the config.",
     )(f)
 
@@ -278,6 +276,7 @@ def accept_command(env: Env, request: str, note: str | None) -> None:
       syncd accept REQ-42 --note "bob confirmed on the phone"
     """
     with Ledger(env.ledger_path()) as ledger:
+        request = find_request(ledger, request)
         handoff = store.accept(ledger, request, operator_name(), note, now_utc())
     if handoff is None:
         raise SyncdError(f"{request} has no handoff awaiting acceptance")
