@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from email.utils import make_msgid
 from typing import ClassVar, Literal
@@ -515,7 +515,9 @@ class EmailAdapter(Adapter[EmailConfig]):
 
     def _page(self, state: MailState, quarantined: list[Quarantined]) -> Page:
         changed = state.settle(self.now())
-        observations = [self.observe(state.threads[root]) for root in changed]
+        observations = [
+            self.observe(state.threads[root], state.take_replies(root)) for root in changed
+        ]
         return Page(observations, quarantined, cursor=state.dump(), state=state.changes())
 
     def _mirror_commands(self, state: MailState, roots: list[str]) -> None:
@@ -540,7 +542,7 @@ class EmailAdapter(Adapter[EmailConfig]):
                     error=str(exc),
                 )
 
-    def observe(self, thread: Thread) -> Observation:
+    def observe(self, thread: Thread, replies: Sequence[tuple[str, datetime]] = ()) -> Observation:
         owner = thread.owner.value if thread.owner else None
         state = thread.state.value if thread.state else None
         command = thread.owner if thread.owner and thread.owner.via == "command" else None
@@ -560,6 +562,11 @@ class EmailAdapter(Adapter[EmailConfig]):
                     trusted=True,
                 ),
             )
+        # Mail from an authenticated internal sender in the thread: what accepts a handoff
+        # made to them ("replies in the mail thread"). A From line alone proves nothing.
+        activity += tuple(
+            Activity(actor=sender, at=at, kind="reply", trusted=True) for sender, at in replies
+        )
         return Observation(
             source=self.name,
             ref=thread.root,

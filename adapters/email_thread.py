@@ -296,6 +296,11 @@ class MailState:
     # Per-cycle bookkeeping.
     _events: dict[str, list[Event]] = field(default_factory=dict, init=False, repr=False)
     _before: dict[str, tuple[Any, ...] | None] = field(default_factory=dict, init=False, repr=False)
+    # Mail from authenticated internal senders read in this run, per thread: (sender, time).
+    # Activity for the ledger (a reply accepts a handoff), never stored.
+    _replies: dict[str, list[tuple[str, datetime]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     # -- the cursor and the store ---------------------------------------------------------
 
@@ -323,6 +328,10 @@ class MailState:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"unreadable email cursor ({type(exc).__name__}: {exc})") from None
+
+    def take_replies(self, root: str) -> list[tuple[str, datetime]]:
+        """The authenticated internal senders' mail read in a thread since the last call."""
+        return self._replies.pop(root, [])
 
     def changes(self) -> dict[str, str | None]:
         """Store entries changed since the last call: what the next page must carry."""
@@ -463,6 +472,8 @@ class MailState:
             self.threads[root] = thread
         self._place(thread, facts, uidvalidity)
         self._describe(thread, facts, received, sent)
+        if sent.trusted and facts.sender:
+            self._replies.setdefault(root, []).append((facts.sender, facts.received_at))
         if sent.command is not None:
             order = (facts.modseq, facts.uid)
             event = Event(

@@ -401,3 +401,16 @@ def test_plain_text_to_a_remote_server_is_warned_about(host: str, warned: bool) 
     if warned:
         assert warnings[0]["protocol"] == "IMAP"
         assert "clear text" in warnings[0]["event"]
+
+
+def test_only_authenticated_internal_mail_is_reply_activity() -> None:
+    # What accepts a handoff from the mail thread: mail from an authenticated internal
+    # sender. A customer's reply, or a From line claiming a colleague, is no such activity.
+    state = fresh()
+    state.begin_cycle()
+    state.add_message(ROOT, 7, None)
+    state.add_message(REPLY, 7, Sent(trusted=True))
+    state.add_message(LATE, 7, Sent(trusted=False))
+    state.settle(NOW)
+    assert state.take_replies("r1") == [("alice@example.com", T0 + timedelta(minutes=5))]
+    assert state.take_replies("r1") == []  # handed over once
