@@ -47,6 +47,7 @@ _NULLABLE_REF_IDS = [
     ("Card", ("mirrorSourceId",)),
     ("Card", ("cover", "idAttachment")),
     ("Member", ("idMemberReferrer",)),
+    ("Action", ("memberCreator", "idMemberReferrer")),
 ]
 
 
@@ -88,6 +89,14 @@ ERRATA = [
         "own changelog example shows 2017-04-13T15:40:29.429+0000",
         lambda s: _prop(s, "Changelog", ("created",)).get("format") == "date-time",
         lambda s: _prop(s, "Changelog", ("created",)).pop("format"),
+    ),
+    Erratum(
+        "jira-cloud-v3.json",
+        "Comment.created and Comment.updated are declared RFC 3339 date-time",
+        "Jira writes yyyy-MM-dd'T'HH:mm:ss.SSSZ (offset +0000, no colon), as for changelogs; "
+        "the description's own comment examples show 2021-01-17T12:34:00.000+0000",
+        lambda s: _prop(s, "Comment", ("created",)).get("format") == "date-time",
+        lambda s: [_prop(s, "Comment", (n,)).pop("format", None) for n in ("created", "updated")],
     ),
     Erratum(
         "jira-cloud-v3.json",

@@ -180,3 +180,28 @@ def test_routing_and_follow_through_add_no_source_request_to_a_quiet_cycle(
         assert engine.ledger.counts() == before
     finally:
         routed.close()
+
+
+def test_with_commands_on_a_quiet_cycle_costs_one_more_github_request_answered_304(
+    engine: Engine,
+    github_emulator: GitHubEmulator,
+    jira_emulator: JiraEmulator,
+    trello_emulator: TrelloEmulator,
+) -> None:
+    # Comments are read for commands: GitHub's repository comment feed is one more
+    # conditional request; Jira's come with the search, Trello's with the action feed.
+    sources = [s.model_copy(update={"commands": True}) for s in engine.config.sources]
+    commanded = Engine(engine.config.model_copy(update={"sources": sources}), engine.ledger)
+    try:
+        for _ in range(3):  # the first pull, then the etags settle
+            assert all(r.ok for r in commanded.sync_once())
+        before = engine.ledger.counts()
+        for emulator in (github_emulator, jira_emulator, trello_emulator):
+            emulator.reset_counts()
+        results = {r.source: r.requests for r in commanded.sync_once()}
+        assert results == {"github": 2, "jira": 1, "trello": 2}
+        assert github_emulator.count() == github_emulator.count(status=304) == 2
+        assert github_emulator.count("GET", "/repos/{owner}/{repo}/issues/comments", 304) == 1
+        assert engine.ledger.counts() == before
+    finally:
+        commanded.close()

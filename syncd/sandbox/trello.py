@@ -956,7 +956,8 @@ class TrelloEmulator(Emulator):
             "appCreator": None,
             "type": action.type,
             "date": _stamp(action.date),
-            "limits": None,
+            # Comments carry their reaction limits; other actions have none.
+            "limits": _COMMENT_LIMITS if action.type == "commentCard" else None,
         }
         brief = ["activityBlocked", "avatarHash", "avatarUrl", "fullName", "idMemberReferrer",
                  "initials", "nonPublic", "nonPublicAvailable", "username"]  # fmt: skip
@@ -965,6 +966,14 @@ class TrelloEmulator(Emulator):
         if with_member and action.member is not None:
             data["member"] = self._member_json(self._members[action.member], brief)
         return data
+
+
+_COMMENT_LIMITS = {
+    "reactions": {
+        "perAction": {"status": "ok", "disableAt": 900, "warnAt": 720},
+        "uniquePerAction": {"status": "ok", "disableAt": 17, "warnAt": 14},
+    }
+}
 
 
 def _fields(request: Request, everything: list[str]) -> list[str]:
