@@ -126,6 +126,13 @@ def test_away_is_kept_in_the_ledger_shown_and_routing_skips_them(config: Path) -
     assert [a["person"] for a in status["follow_through"]["away"]] == ["bob"]
     rows = run(config, "route", "--dry-run", "--json")
     assert {r["to_owner"] for r in rows} == {"alice"}
+    # An operator handing work to Bob is told where it will go.
+    handed = run(config, "assign", "REQ-4", "bob").stdout
+    assert "note: bob is away until" in handed
+    assert "the daemon hands it to carol (their delegate)" in handed
+    assert [(a.key, a.owner, a.meant_for) for a in step(config).covered] == [
+        ("REQ-4", "carol", "bob")
+    ]
     run(config, "back", "bob")
     assert run(config, "people", "--json")["people"][1]["away"] is None
     events = sqlite3.connect(config.parent / "ledger.db").execute(

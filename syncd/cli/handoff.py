@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from syncd import queries, render
-from syncd.cli import complete
+from syncd.cli import complete, routing
 from syncd.cli.options import (
     Env,
     emit_json,
@@ -80,6 +80,7 @@ def assign_command(
         if changed:
             ledger.assign(key, owner, actor=actor, note=note)
         after = queries.owed_writes(ledger, key)
+        away = routing.away_note(ledger, owner) if changed and owner else None
     if as_json:
         emit_json(_assign_json(before, after, actor, note, changed))
     elif not changed:
@@ -87,6 +88,8 @@ def assign_command(
         click.echo(f"{key} is already {state}; nothing to do")
     else:
         click.echo(render.assign_view(before, after, actor))
+        if away:
+            click.echo(away)
 
 
 def _assign_json(

@@ -173,6 +173,18 @@ def status_extras_view(extra: dict[str, Any], now: datetime) -> str | None:
     return line + ("\n" + away if away else "")
 
 
+def away_note(ledger: Ledger, person: str) -> str | None:
+    """What an operator handing work to someone away should know."""
+    a = store.absences(ledger.conn).get(person)
+    now = now_utc()
+    if a is None or not a.active(now):
+        return None
+    text = f"note: {person} is away until {render.when(iso(a.until))}"
+    if a.delegate:
+        return text + f"; the daemon hands it to {a.delegate} (their delegate) on its next cycle"
+    return text + " (no delegate; routing skips them)"
+
+
 # -- commands --------------------------------------------------------------------------------
 
 
