@@ -78,6 +78,20 @@ def explained(current: tuple[str, ...], action: WriteAction) -> set[str]:
     return out
 
 
+def ours_beside_others(
+    current: tuple[str, ...], after: tuple[str, ...], action: WriteAction
+) -> str | None:
+    """The handle syncd added, when the tool shows it beside other owners that syncd did
+    not leave there (a person's concurrent choice); None otherwise. Pure."""
+    if action.add is None:
+        return None
+    added = action.add.casefold()
+    before = {h.casefold() for h in current}
+    shown = [h for h in after if h.casefold() == added]
+    others = [h for h in after if h.casefold() != added]
+    return shown[0] if shown and others and added not in before else None
+
+
 def race_text(
     ref: str, current: tuple[str, ...], after: tuple[str, ...], expected: set[str]
 ) -> str:
@@ -143,6 +157,16 @@ def drain(
                     # tool's time, or a conflict decided by time): nothing a person did is
                     # taken for syncd's own write.
                     detail = race_text(row["ref"], current, after, expected)
+                    withdraw = ours_beside_others(current, after, action)
+                    if withdraw is not None:
+                        # syncd's add now sits beside the person's newer choice, and the
+                        # co-assignee rule would keep it: take it back, so the tool shows
+                        # exactly what the person did. Never leaves the item unowned.
+                        try:
+                            adapter.write_owner(row["ref"], None, (withdraw,), handoff)
+                            detail += f"; syncd took its own {withdraw} back off"
+                        except SourceError as exc:
+                            detail += f"; taking {withdraw} back off failed: {exc}"
                     ledger.finish_write(row["id"], "done", wrote=True, echo=False)
                     ledger.record_race(row["id"], detail)
                     stats.raced += 1
