@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
+import httpx
+
 from bench import tools
 from bench.dataset import Change, Layout
 from bench.tools.base import Tool, VirtualClock
@@ -87,12 +89,19 @@ class Host:
         return int(value) if value is not None else None
 
     def handoff(
-        self, source: int, number: int, person: int, targets: list[int], timeout: float
+        self,
+        source: int,
+        number: int,
+        person: int,
+        targets: list[int],
+        timeout: float,
+        hook: tuple[str, bytes, dict[str, str]] | None = None,
     ) -> dict[int, float | None]:
         """Change the item's owner at `source` now, then wait until each target source's
-        linked item shows the new owner. Seconds from the change to each, None on timeout."""
+        linked item shows the new owner. Seconds from the change to each, None on timeout.
+        With `hook` (url, body, headers), the tool then posts that webhook, as it would."""
         result: dict[int, float | None] = self._call(
-            "handoff", source, number, person, targets, timeout
+            "handoff", source, number, person, targets, timeout, hook
         )
         return result
 
@@ -164,13 +173,22 @@ class _Tools:
         return self._of(source).owner(source, number)
 
     def handoff(
-        self, source: int, number: int, person: int, targets: list[int], timeout: float
+        self,
+        source: int,
+        number: int,
+        person: int,
+        targets: list[int],
+        timeout: float,
+        hook: tuple[str, bytes, dict[str, str]] | None = None,
     ) -> dict[int, float | None]:
         assert self.layout is not None, "seed() first"
         if self.owner(source, number) == person:
             person = (person + 1) % self.layout.people
         self._of(source).apply(Change(source, number, "owner", person))
         start = time.monotonic()
+        if hook is not None:
+            url, body, headers = hook
+            httpx.post(url, content=body, headers=headers, timeout=10).raise_for_status()
         seen: dict[int, float | None] = dict.fromkeys(targets)
         pending = set(targets)
         while pending and time.monotonic() - start < timeout:

@@ -42,7 +42,7 @@ def note(r: Row) -> str:
             f"{d['written']} writes, {d['writes_per_s']:.0f}/s, "
             f"{d['requests_per_write']} req/write, redundant {d['redundant_writes']}"
         )
-    if scenario == "latency":
+    if scenario in ("latency", "hook_latency"):
         one, every = d["to_one"], d["to_all"]
         if not one:
             return "no samples"

@@ -31,6 +31,7 @@ from bench.scenarios import (
     BenchError,
     Result,
     Settings,
+    hook_latency,
     incremental,
     initial_sync,
     latency,
@@ -107,6 +108,7 @@ def run_size(
                 steps += [
                     ("write_back", lambda: write_back(bench)),
                     ("latency", lambda: latency(bench)),
+                    ("hook_latency", lambda: hook_latency(bench)),
                     ("peer_baseline", lambda: peer_baseline(bench)),
                 ]
                 for name, step in steps:

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import socket
 import sqlite3
 import statistics
 import threading
@@ -35,8 +36,11 @@ from syncd.ledger import ApplyStats, Ledger
 from syncd.models import Page
 from syncd.notify import Notifier
 from syncd.people import Directory
+from syncd.webhooks import hub_signature, signature_header, trello_signature
 
 PAGE = 100  # observations per page in the reconciler scenario, as GitHub's largest page
+HOOK_SECRET_ENV = "BENCH_HOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
+HOOK_INTERVAL = 600.0  # the poll interval in the hook latency scenario: 10 minutes
 
 
 class BenchError(RuntimeError):
@@ -160,16 +164,24 @@ class Bench:
         self.engine: Engine | None = None
         self.open()
 
-    def _config_text(self) -> str:
+    def _config_text(self, interval: float | None = None, hooks_port: int | None = None) -> str:
+        """The config; with `hooks_port`, the daemon listens there for webhooks, signed with
+        $BENCH_HOOK_SECRET, and polls every `interval` seconds."""
         lines = [f"ledger = {_toml(str(self.ledger_path))}", "", "[daemon]", 'jitter = "0s"']
+        if hooks_port is not None:
+            lines += ["", "[http]", f'listen = "127.0.0.1:{hooks_port}"']
         for s in self.layout.sources:
             kind = self.layout.kinds[s]
             table = {
                 "name": self.names[s],
                 "type": kind,
-                "interval": f"{self.settings.interval:g}s",
+                "interval": f"{interval or self.settings.interval:g}s",
                 **self.kinds[kind].source_table(self.layout, s, self.host.info[kind]),
             }
+            if hooks_port is not None:
+                table["webhook_secret"] = {"env": HOOK_SECRET_ENV}
+                if kind == "trello":
+                    table["webhook_url"] = hook_url(hooks_port, self.names[s])
             lines += ["", "[[sources]]"] + [f"{k} = {_toml(v)}" for k, v in table.items()]
         for p in range(self.layout.people):
             handles = {k: kind.handle(p) for k, kind in self.kinds.items()}
@@ -428,6 +440,17 @@ def write_back(b: Bench) -> Result:
 # -- 5. propagation latency --------------------------------------------------------------
 
 
+def _latency_summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {
+        "p50_s": round(percentile(values, 50), 3),
+        "p99_s": round(percentile(values, 99), 3),
+        "max_s": round(max(values), 3),
+        "mean_s": round(statistics.fmean(values), 3),
+    }
+
+
 def latency(b: Bench) -> Result:
     """Owner changes made in source 0 while the real daemon runs, timed until the linked
     items in the other sources show them."""
@@ -480,16 +503,6 @@ def latency(b: Bench) -> Result:
         raise BenchError(f"the daemon exited {code}")
     _, redundant = b.host.write_stats()
 
-    def summary(values: list[float]) -> dict[str, float]:
-        if not values:
-            return {}
-        return {
-            "p50_s": round(percentile(values, 50), 3),
-            "p99_s": round(percentile(values, 99), 3),
-            "max_s": round(max(values), 3),
-            "mean_s": round(statistics.fmean(values), 3),
-        }
-
     return Result(
         "latency",
         b.layout.total,
@@ -501,10 +514,124 @@ def latency(b: Bench) -> Result:
             "interval_s": s.interval,
             "samples": len(to_one),
             "missed": missed,
-            "to_one": summary(to_one),  # source 0 -> source 1
-            "to_all": summary(to_all),  # until every other linked source shows it
+            "to_one": _latency_summary(to_one),  # source 0 -> source 1
+            "to_all": _latency_summary(to_all),  # until every other linked source shows it
             "to_one_each_s": [round(v, 3) for v in to_one],
             "redundant_writes_so_far": redundant,
+        },
+        rate_of=0.0,
+    )
+
+
+# -- 5b. hook-to-write-back latency ------------------------------------------------------
+
+
+def hook_url(port: int, source: str) -> str:
+    return f"http://127.0.0.1:{port}/hooks/{source}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def signed_hook(kind: str, secret: str, url: str, n: int) -> tuple[bytes, dict[str, str]]:
+    """A hook body and its signature headers, as the tool would send after a change. The
+    body is only a hint (syncd reads nothing in it); each one differs, as deliveries do."""
+    body = json.dumps({"bench": "hook", "delivery": n}).encode()
+    if kind == "trello":
+        signature = trello_signature(secret, body, url)
+    else:
+        signature = hub_signature(secret, body)
+    return body, {signature_header(kind): signature, "content-type": "application/json"}
+
+
+def hook_latency(b: Bench) -> Result:
+    """The real daemon polling every 10 minutes, with webhooks on: an owner change made in
+    source 0 and announced by its (signed) hook, timed until the linked items in the other
+    sources show it. Without the hook the change would wait up to two intervals."""
+    s = b.settings
+    b.settle()
+    b.quiet()
+    b.close()
+    port = _free_port()
+    secret = "bench-hook-secret-" + os.urandom(8).hex()
+    os.environ[HOOK_SECRET_ENV] = secret
+    config = b.config_path.with_name("syncd-hooks.toml")
+    config.write_text(b._config_text(interval=HOOK_INTERVAL, hooks_port=port))
+    groups = b.layout.full_groups()
+    targets = [t for t in b.layout.sources if t != 0]
+    kind0, url0 = b.layout.kinds[0], hook_url(port, b.names[0])
+    to_one: list[float] = []
+    to_all: list[float] = []
+    slow: list[tuple[str, float]] = []
+    missed = 0
+    crashed: list[BaseException] = []
+    daemon = Daemon(config, notifier=Notifier(""))
+
+    def first_polls_done() -> bool:
+        with daemon._state_lock:
+            jobs = list(daemon.progress.jobs.values())
+        return bool(jobs) and all(j.last_end is not None for j in jobs)
+
+    def drive() -> None:
+        nonlocal missed
+        try:
+            deadline = time.monotonic() + 60
+            while not first_polls_done() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for n in range(s.latency_samples):
+                # Apart by more than the hook coalescing window, so each hook is a lone one.
+                time.sleep(b.rng.uniform(1.5, 3.0))
+                body, headers = signed_hook(kind0, secret, url0, n)
+                seen = b.host.handoff(
+                    0,
+                    groups[n % len(groups)],
+                    b.rng.randrange(b.layout.people),
+                    targets,
+                    timeout=30,
+                    hook=(url0, body, headers),
+                )
+                if any(v is None for v in seen.values()):
+                    missed += 1
+                    continue
+                times = [v for v in seen.values() if v is not None]
+                to_one.append(times[0])
+                to_all.append(max(times))
+                slowest = max(seen, key=lambda t: seen[t] or 0.0)
+                slow.append((b.names[slowest], round(max(times), 3)))
+        except BaseException as exc:
+            crashed.append(exc)
+        finally:
+            daemon.stop.set()
+
+    driver = threading.Thread(target=drive, name="hook-latency-driver")
+    with Meter(b.host) as m:
+        driver.start()
+        code = daemon.run()
+        driver.join()
+    b.open()
+    if crashed:
+        raise BenchError(f"hook latency driver failed: {crashed[0]!r}") from crashed[0]
+    if code != 0:
+        raise BenchError(f"the daemon exited {code}")
+    return Result(
+        "hook_latency",
+        b.layout.total,
+        len(b.names),
+        len(to_one),
+        len(to_one),
+        m.sample,
+        {
+            "interval_s": HOOK_INTERVAL,
+            "samples": len(to_one),
+            "missed": missed,
+            "to_one": _latency_summary(to_one),
+            "to_all": _latency_summary(to_all),
+            "to_all_each_s": [round(v, 3) for v in to_all],
+            # The last source to show each handoff, and when: where the tail comes from.
+            "slowest_target": slow,
         },
         rate_of=0.0,
     )
@@ -764,6 +891,7 @@ SCENARIOS = (
     "incremental",
     "write_back",
     "latency",
+    "hook_latency",
     "peer_baseline",
     "reconciler",
 )
