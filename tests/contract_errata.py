@@ -32,21 +32,10 @@ def _schemas(spec: Spec) -> dict[str, Any]:
     return schemas
 
 
-def _card_attachments(spec: Spec) -> dict[str, Any]:
-    for p in spec["paths"]["/cards/{id}"]["get"]["parameters"]:
-        if p.get("name") == "attachments":
-            return p  # type: ignore[no-any-return]
-    return {}
-
-
 _TRELLO_ID = {"type": "string", "pattern": "^[0-9a-fA-F]{24}$", "nullable": True}
 # Properties declared as {"$ref": TrelloID, "nullable": true}: OpenAPI 3.0 ignores siblings
 # of $ref, so the null the description means to allow is rejected.
 _NULLABLE_REF_IDS = [
-    ("Card", ("idAttachmentCover",)),
-    ("Card", ("mirrorSourceId",)),
-    ("Card", ("cover", "idAttachment")),
-    ("Member", ("idMemberReferrer",)),
     ("Action", ("memberCreator", "idMemberReferrer")),
 ]
 
@@ -84,14 +73,6 @@ ERRATA = [
     ),
     Erratum(
         "jira-cloud-v3.json",
-        "Changelog.created is declared RFC 3339 date-time",
-        "Jira writes yyyy-MM-dd'T'HH:mm:ss.SSSZ (offset +0000, no colon); the description's "
-        "own changelog example shows 2017-04-13T15:40:29.429+0000",
-        lambda s: _prop(s, "Changelog", ("created",)).get("format") == "date-time",
-        lambda s: _prop(s, "Changelog", ("created",)).pop("format"),
-    ),
-    Erratum(
-        "jira-cloud-v3.json",
         "Comment.created and Comment.updated are declared RFC 3339 date-time",
         "Jira writes yyyy-MM-dd'T'HH:mm:ss.SSSZ (offset +0000, no colon), as for changelogs; "
         "the description's own comment examples show 2021-01-17T12:34:00.000+0000",
@@ -99,62 +80,12 @@ ERRATA = [
         lambda s: [_prop(s, "Comment", (n,)).pop("format", None) for n in ("created", "updated")],
     ),
     Erratum(
-        "jira-cloud-v3.json",
-        "ChangeDetails.from/fromString/to/toString are not nullable",
-        'the description\'s own changelog example has "from": null; an assignment from or to '
-        "nobody carries null on that side",
-        lambda s: not _prop(s, "ChangeDetails", ("from",)).get("nullable"),
-        lambda s: [
-            _prop(s, "ChangeDetails", (n,)).update(nullable=True)
-            for n in ("from", "fromString", "to", "toString")
-        ],
-    ),
-    Erratum(
-        "jira-cloud-v3.json",
-        "PUT /rest/api/3/issue/{key}/assignee body: User.accountId is not nullable",
-        "the operation's own text: 'If accountId is set to null, the issue is unassigned'",
-        lambda s: not _prop(s, "User", ("accountId",)).get("nullable"),
-        lambda s: _prop(s, "User", ("accountId",)).update(nullable=True),
-    ),
-    Erratum(
         "trello.json",
-        "GET /cards/{id} parameter attachments: default false under type string",
-        'the default (false) fails the parameter\'s own "type": "string", and the checker '
-        "applies defaults, so every GET /cards/{id} is rejected",
-        lambda s: _card_attachments(s).get("schema", {}).get("type") == "string",
-        lambda s: _card_attachments(s)["schema"].pop("type"),
-    ),
-    Erratum(
-        "trello.json",
-        "TrelloList.softLimit is not nullable",
-        'a list with no soft limit carries "softLimit": null',
-        lambda s: not _prop(s, "TrelloList", ("softLimit",)).get("nullable"),
-        lambda s: _prop(s, "TrelloList", ("softLimit",)).update(nullable=True),
-    ),
-    Erratum(
-        "trello.json",
-        "nullable beside $ref (Card.idAttachmentCover, mirrorSourceId, cover.idAttachment, "
-        "Member.idMemberReferrer)",
+        "nullable beside $ref (Action.memberCreator.idMemberReferrer)",
         "OpenAPI 3.0 ignores the siblings of $ref, so the null these ids take when unset is "
         "rejected although the description marks them nullable",
         lambda s: any("$ref" in _prop(s, sch, p) for sch, p in _NULLABLE_REF_IDS),
         lambda s: [_set_prop(s, sch, p, dict(_TRELLO_ID)) for sch, p in _NULLABLE_REF_IDS],
-    ),
-    Erratum(
-        "trello.json",
-        "Card.cover.color: nullable beside $ref Color",
-        'a card cover with no colour carries "color": null',
-        lambda s: "$ref" in _prop(s, "Card", ("cover", "color")),
-        lambda s: _set_prop(
-            s,
-            "Card",
-            ("cover", "color"),
-            {
-                "type": "string",
-                "nullable": True,
-                "enum": [*_schemas(s)["Color"].get("enum", []), None],
-            },
-        ),
     ),
     Erratum(
         "trello.json",
@@ -168,13 +99,6 @@ ERRATA = [
             ("labels",),
             {"type": "array", "items": {"$ref": "#/components/schemas/Label"}},
         ),
-    ),
-    Erratum(
-        "trello.json",
-        "Card.cardRole: nullable, but its enum lacks null",
-        'a plain card carries "cardRole": null',
-        lambda s: None not in _prop(s, "Card", ("cardRole",)).get("enum", [None]),
-        lambda s: _prop(s, "Card", ("cardRole",))["enum"].append(None),
     ),
 ]
 
