@@ -217,11 +217,16 @@ def candidates(c: sqlite3.Connection, only: Iterable[int] | None = None) -> list
 
 
 def owned_by(c: sqlite3.Connection, people: Iterable[str]) -> list[Owned]:
+    """Open requests these people own, each with when it was handed to its owner: the last
+    owner change to them (not requests.owner_at, which a tool confirming the same owner
+    also moves)."""
     return [
         Owned(r[0], r[1], r[2], _time(r[3]))
         for r in c.execute(
-            "SELECT id, key, owner, owner_at FROM requests WHERE state IN (?, ?, ?) "
-            "AND owner IN (SELECT value FROM json_each(?)) ORDER BY id",
+            "SELECT r.id, r.key, r.owner, (SELECT max(coalesce(e.source_at, e.at)) FROM events e "
+            " WHERE e.request_id = r.id AND e.kind = 'owner_changed' AND e.to_value = r.owner) "
+            "FROM requests r WHERE r.state IN (?, ?, ?) "
+            "AND r.owner IN (SELECT value FROM json_each(?)) ORDER BY r.id",
             (*OPEN, json.dumps(sorted(people))),
         )
     ]

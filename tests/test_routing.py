@@ -331,3 +331,35 @@ def test_dry_run_preview_changes_nothing(tmp_path: Path) -> None:
         assert store.rotation(ledger.conn) == {}
         report = dispatch.step(ledger, cfg, Directory.build(cfg.people), NOW)
         assert [a.owner for a in report.routed] == ["ann", "ben", "cat"]
+
+
+def test_covering_moves_new_handoffs_and_only_with_move_open_the_old_work(
+    tmp_path: Path,
+) -> None:
+    cfg = config(routing=[])
+    d = Directory.build(cfg.people)
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.sync_people(cfg.people)
+        observe(ledger, cfg, 1, "ann", NOW - timedelta(hours=2))  # Ann's since before
+        observe(ledger, cfg, 2, "cat", NOW - timedelta(hours=2))
+        # Ann's old request is confirmed by its tool after her absence began: not a handoff.
+        observe(ledger, cfg, 1, "ann", NOW - timedelta(minutes=30))
+        away = Absence("ann", NOW - timedelta(hours=1), NOW + timedelta(days=1), "ben")
+        store.set_absence(ledger, away, "ops", NOW - timedelta(hours=1))
+        assert dispatch.step(ledger, cfg, d, NOW).covered == []
+        ledger.assign("REQ-2", "ann", actor="ops", note=None, now=NOW + timedelta(minutes=1))
+        report = dispatch.step(ledger, cfg, d, NOW + timedelta(minutes=2))
+        assert [(a.key, a.owner, a.meant_for) for a in report.covered] == [("REQ-2", "ben", "ann")]
+        assert owners(ledger) == {1: "ann", 2: "ben"}
+        delegated = ledger.rows("SELECT request_id, from_value, to_value FROM events "
+                                "WHERE kind = 'delegated'")  # fmt: skip
+        assert delegated == [{"request_id": 2, "from_value": "ann", "to_value": "ben"}]
+        moving = Absence("ann", NOW, NOW + timedelta(days=1), "ben", move_open=True)
+        store.set_absence(ledger, moving, "ops", NOW + timedelta(minutes=3))
+        report = dispatch.step(ledger, cfg, d, NOW + timedelta(minutes=4))
+        assert [(a.key, a.owner) for a in report.covered] == [("REQ-1", "ben")]
+        # Back: nothing more moves, and what moved stays.
+        assert store.clear_absence(ledger, "ann", "ops", NOW + timedelta(minutes=5))
+        ledger.assign("REQ-1", "ann", actor="ops", note=None, now=NOW + timedelta(minutes=6))
+        assert dispatch.step(ledger, cfg, d, NOW + timedelta(minutes=7)).covered == []
+        assert owners(ledger) == {1: "ann", 2: "ben"}
