@@ -300,7 +300,7 @@ def owner_changes(detail: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_linking_three_tools_makes_one_request_with_three_links(world: World) -> None:
     key = start_linked(world)
-    requests = world.cli("ls", "--json")
+    requests = world.cli("ls", "--all", "--json")
     linked = [r for r in requests if "jira" in r["sources"] or "trello" in r["sources"]]
     assert [(r["key"], r["sources"]) for r in linked] == [(key, ["github", "jira", "trello"])]
     assert len(requests) == 12  # the eleven older GitHub issues, and this one

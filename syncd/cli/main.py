@@ -92,15 +92,23 @@ Examples:
   syncd ls --unowned
   syncd ls --owner alice --state in_progress
   syncd ls --stale 3d --json
+  syncd ls --owner me
   syncd show REQ-42
+  syncd show OPS-7
   syncd assign REQ-42 bob --note "covering while Alice is out"
   syncd assign REQ-42 --unassign
   syncd history --since 7d
   syncd status
   syncd people
+  syncd config example --type jira
   syncd config check --config /etc/syncd/syncd.toml
   syncd sync --once --source api
   syncd run
+  syncd reload
+
+A request is named by its id (REQ-42), a linked item's tool ref (OPS-7, acme/api#1) or its
+URL; a person by id in any case, any of their handles, or `me` (your `unix` handle). Shell
+completion: eval "$(_SYNCD_COMPLETE=bash_source syncd)" (or zsh_source, fish_source).
 
 Exit status: 0 ok, 1 an error you can act on (one "syncd: error:" line per problem),
 2 usage error, 70 internal error (rerun with --debug for the traceback).

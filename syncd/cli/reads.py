@@ -327,7 +327,7 @@ def history_command(
         click.echo(render.history_view(rows, all_kinds=all_kinds))
 
 
-@click.command("status", short_help="Per-source health, lag, errors, write-backs, rate limits.")
+@click.command("status", short_help="The daemon, then per source: health, errors, write-backs.")
 @json_option
 @paths_option
 @pass_env
