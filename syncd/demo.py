@@ -114,6 +114,7 @@ base_url = "{trello}"
 key = {{ env = "{env[trello_key]}" }}
 token = {{ env = "{env[trello_token]}" }}
 interval = "1s"
+commands = true
 """
 # The shared mailbox. Plain IMAP and SMTP are fine here: both servers are on loopback.
 MAILBOX_SOURCE = """
@@ -402,7 +403,7 @@ def story(world: World, daemon: Daemon, ledger: Path) -> None:
         wait_for(lambda: linked(ledger) == world.items)
         step(f"owners now: {owners_sentence(world.owners())}")
         step("Alice hands acme/api#1 to Bob in GitHub")
-        world.github.set_assignees("acme/api", 1, ["bob-ok"])
+        world.github.set_assignees("acme/api", 1, ["bob-ok"], by="alice-m")
         ok = wait_for(lambda: world.everywhere("bob") and world.replied(2))
         world.relay()
         step(
@@ -410,8 +411,8 @@ def story(world: World, daemon: Daemon, ledger: Path) -> None:
             if ok
             else "not everywhere yet: " + owners_sentence(world.owners())
         )
-        step("Bob hands the Trello card to Carol")
-        world.trello.set_members(world.card, ["caroldiaz"], by="bobokafor")
+        step(f"Bob hands the Trello card to Carol with a comment: {DEMO_COMMAND!r}")
+        world.trello.comment(world.card, DEMO_COMMAND, by="bobokafor")
         ok = wait_for(lambda: world.everywhere("carol") and world.replied(3))
         world.relay()
         step(
@@ -419,11 +420,27 @@ def story(world: World, daemon: Daemon, ledger: Path) -> None:
             if ok
             else "not everywhere yet: " + owners_sentence(world.owners())
         )
+        if wait_for(lambda: bool(handoff_note(world))):
+            step("the note, as syncd posted it on acme/api#1 in GitHub:")
+            for line in handoff_note(world).splitlines():
+                click.echo("    " + safe_text(line))
         # One more quiet cycle of every source: nothing may change, and syncd reads its own
         # replies, now in the mailbox, without taking them for requests.
         time.sleep(1.5)
     finally:
         daemon.stop.set()
+
+
+# Bob's handoff, written as a comment on the Trello card (the source reads commands).
+DEMO_COMMAND = "/assign @caroldiaz she runs the payments rota this week"
+
+
+def handoff_note(world: World) -> str:
+    """The latest handoff note syncd posted on acme/api#1, without its hidden marker."""
+    notes = [
+        c["body"] for c in world.github.comments("acme/api", 1) if "syncd:handoff:" in c["body"]
+    ]
+    return notes[-1].split("<!--")[0].strip() if notes else ""
 
 
 def reply_body(reply: Received) -> str:
@@ -464,6 +481,8 @@ def problems(world: World, ledger: Path) -> list[str]:
     found = []
     if not world.everywhere("carol"):
         found.append(f"Carol is not the owner everywhere: {owners_sentence(world.owners())}")
+    if DEMO_COMMAND.split(" ", 2)[2] not in handoff_note(world):
+        found.append("Bob's note did not reach acme/api#1 in GitHub as a comment")
     if world.mail is None:
         return found
     replies = world.mail.replies()

@@ -61,10 +61,13 @@ def compose(facts: HandoffFacts, marker: str) -> Comment:
     """The comment's words: who owns the request now, who handed it over, where, when, why."""
     owner = facts.to_name or "nobody"
     head = f"{facts.request_key} ({facts.title}) is now owned by {owner}"
-    if facts.from_name:
-        head += f", handed over from {facts.from_name}"
-    if facts.actor_name:
-        head += f" by {facts.actor_name}"
+    if facts.from_name and facts.actor_name == facts.from_name:
+        head += f", handed over by {facts.from_name}"
+    else:
+        if facts.from_name:
+            head += f", handed over from {facts.from_name}"
+        if facts.actor_name:
+            head += f" by {facts.actor_name}"
     head += f" in {facts.where}"
     if facts.at is not None:
         head += f" at {facts.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"

@@ -120,8 +120,17 @@ def test_the_note_says_who_owns_it_who_handed_it_over_where_when_and_why() -> No
     comment = notes.compose(facts, notes.marker_for("REQ-4", 17))
     text = notes.plain_text(comment)
     assert text.startswith(
-        "REQ-4 (Login fails) is now owned by Bob Stone, handed over from Alice Moreau by "
-        "Alice Moreau in Jira OPS-7 at 2026-01-02 10:30 UTC."
+        "REQ-4 (Login fails) is now owned by Bob Stone, handed over by Alice Moreau in Jira "
+        "OPS-7 at 2026-01-02 10:30 UTC."
+    )
+    other = notes.compose(
+        notes.HandoffFacts(
+            "REQ-4", "Login fails", None, "Alice Moreau", "Carol", "Jira", None, None
+        ),
+        "m",
+    )
+    assert notes.plain_text(other) == (
+        "REQ-4 (Login fails) is now owned by nobody, handed over from Alice Moreau by Carol in Jira."
     )
     assert "Note: covering while Alice is out" in text
     assert comment.marker == "syncd:handoff:REQ-4:17"
