@@ -1,16 +1,25 @@
 """A shared mailbox as a source: threads read over IMAP, ownership announced over SMTP.
 
-One thread is one item (see adapters/email_thread.py for threading, the cursor, and how
-owner and state are decided; adapters/email_message.py for reading hostile mail;
+One thread is one item (see adapters/email_thread.py for threading, where threads are
+kept, and how owner and state are decided; adapters/email_message.py for reading hostile
+mail; adapters/email_trust.py for who a sender is and what they may cause;
 adapters/email_reply.py for the reply syncd sends).
+
+Who may cause what (email_trust): an authenticated internal sender's mail may declare
+identity (Observation.declared, author_trusted) and give /assign; anyone else's mail makes a
+request of its own, or joins one by threading or by syncd's own [REQ-42] subject tag on the
+mail that starts a thread, and its keys are relations only. A refused /assign, and a mail
+that reuses a known Message-ID with another sender or date, are quarantined with the reason.
 
 Ownership in the mailbox, for people who work from their mail client:
 
 * A keyword `owner-<person>` on any message of the thread (a tag in Thunderbird); the latest
   one set wins. `<person>` is a person id from [[people]] (`owner-alice`) or an address.
-* A line `/assign <person>` in a reply, from a sender whose address is one of the people's
-  `email` handles (see email_message.find_command for the exact syntax). Once the ledger
-  has it, syncd tags the thread `owner-<person>` too, so the mailbox shows it.
+* A line `/assign <person>` in a reply from an authenticated internal sender, naming a
+  person (see email_message.find_command for the syntax, email_trust.assign_target for
+  the targets). Once the ledger has it, syncd tags the thread `owner-<person>` too, so the
+  mailbox shows it; the observation carries who sent it and in which mail (an "assign"
+  Activity), which the handoff event records.
 * A keyword `state-<state>` for the state (see EmailAdapter.default_states).
 
 Handles in the "email" namespace are addresses: `owner-alice` stands for alice's first
@@ -31,7 +40,8 @@ connection kept open between cycles:
   thread's ref is its root Message-ID, the same threads come back as the same items.
 * Without CONDSTORE, flag changes show only in the flags themselves: each cycle is EXAMINE,
   one FETCH of the known messages' flags, and UNSELECT (three round trips per folder).
-* A reply to a thread the cursor does not hold is read with the rest of its thread, found
+* A reply to a thread syncd does not hold (its root in a folder not yet read, or a
+  ledger restored without its adapter state) is read with the rest of its thread, found
   by a header search, so no observation ever describes a part of a thread.
 
 Writing the owner (write_owner), and why in this order:
@@ -40,6 +50,9 @@ Writing the owner (write_owner), and why in this order:
 2. Set the new owner keyword on the thread's messages and remove every other owner keyword.
 3. Send the reply's content (SMTP DATA). If the server refuses it, the keywords are put back
    and the write fails, to be retried as a whole.
+4. When that reply went to an outside requester (who gets only the request and its owner's
+   name), send the full record to the shared mailbox on the same session; best effort,
+   since the handoff is done and announced by then.
 
 The keywords are the record of the handoff: once they are set, the next poll sees the new
 owner, which is also what the ledger holds, and the outbox row is settled without another
@@ -473,8 +486,8 @@ class EmailAdapter(Adapter[EmailConfig]):
         return self._quarantined(item, reason)
 
     def _rebuild(self, state: MailState, roots: list[str]) -> list[Quarantined]:
-        """Read every message of these threads from every folder: for threads the cursor
-        does not hold (new replies to forgotten threads, writes before the first poll).
+        """Read every message of these threads from every folder: for threads syncd
+        does not hold (replies whose thread started elsewhere, writes before the first poll).
 
         A header search finds messages naming a root in References or In-Reply-To; a reply
         that names only its parent (In-Reply-To, no References) is found in the next round,

@@ -1,4 +1,5 @@
-"""Threads, owners and states in a mailbox, and the cursor that remembers them. Pure, no I/O.
+"""Threads, owners and states in a mailbox, and what syncd remembers of them. No I/O of its
+own: remembered entries are read through the StateStore it is handed.
 
 One thread is one item. Its ref is the Message-ID of its root: the first entry of a
 message's References (the chain clients keep, root first), else its In-Reply-To, else its
@@ -23,6 +24,12 @@ seen, and a write-back finds it, as surely as yesterday's. The entries:
     m:<Message-ID>                   {"root", "from", "date"}: the thread a message belongs
                                      to, and what makes that Message-ID its own
     u:<folder> TAB <uidvalidity> TAB <uid>   the root of the thread that message is in
+
+Why a store handed in by the core rather than a table the adapter writes: an adapter never
+touches the ledger, so it never holds a transaction across network round trips, and its
+entries cannot commit apart from the page they describe (they ride in Page.state and commit
+with the cursor, or not at all, so a crash reads the same mail again into the same state).
+The core does not interpret them; the same code runs on a MemoryStore without a ledger.
 
 The cursor itself keeps only each folder's (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, count) and
 the event counter: a quiet cycle compares those with one STATUS per folder and reads nothing.
