@@ -150,3 +150,17 @@ def test_the_limit_and_the_timeout_are_settings(
     assert not result.ok
     assert result.error is not None
     assert "more than 100000 bytes" in result.error
+
+
+def test_an_error_quoting_the_source_reaches_the_terminal_without_control_characters(
+    github: GitHubEmulator, tmp_path: Path
+) -> None:
+    github.faults.add(
+        Fault(status=422, body="\x1b]0;pwned\x07Validation\r\nFAKE\x1b[2J failed", times=None)
+    )
+    code, out, err, _ = sync_once(write_config(tmp_path, github))
+    assert code == 1
+    assert "Validation" in out
+    assert "failed" in out
+    for text in (out, err):
+        assert not any(c in text for c in "\x1b\x07\r"), repr(text)

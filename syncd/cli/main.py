@@ -29,6 +29,7 @@ from syncd.config import DEFAULT_CONFIG_PATH
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure
 from syncd.redact import redact
+from syncd.safetext import safe_text
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 70
@@ -42,7 +43,8 @@ def _fail(
     for line in lines:
         # Messages are built without secrets; redacting again costs nothing and guards
         # against one that slipped in through a third-party exception's text.
-        click.echo(f"syncd: error: {redact(line)}", err=True)
+        # Errors may quote a source or a file; one line each, no terminal control.
+        click.echo(f"syncd: error: {safe_text(redact(line))}", err=True)
     ctx.exit(code)
 
 

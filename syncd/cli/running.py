@@ -29,6 +29,7 @@ from syncd.errors import ConfigError, NotFound, SyncdError
 from syncd.filemodes import loose_files
 from syncd.ledger import Ledger, now_utc
 from syncd.redact import redact
+from syncd.safetext import safe_text
 
 
 @click.command("sync", short_help="Run one sync cycle now and report per source.")
@@ -120,7 +121,8 @@ def sync_command(
             line += f"; write-backs {s['outbox_pending']} pending, {s['outbox_dead']} dead"
         if r.error:
             line += f"; error: {r.error}"
-        click.echo(redact(line))
+        # An error may quote the source's answer: no control characters reach the terminal.
+        click.echo(safe_text(redact(line)))
     if failed:
         raise SyncdError(f"{len(failed)} of {len(results)} sources failed: {', '.join(failed)}")
 
