@@ -46,6 +46,16 @@ def ledger_path(tmp_path: Path) -> Path:
     con.execute(
         "UPDATE links SET url = 'https://github.com/acme/api/issues/1' WHERE ref = 'acme/api#1'"
     )
+    # Follow-through (routing) keeps the latest handoff per request: REQ-1's to Bob, two
+    # hours ago, and REQ-2's (Bob's since creation, tracked here as a handoff) a minute ago.
+    for key, age in (("REQ-1", "-2 hours"), ("REQ-2", "-1 minutes")):
+        con.execute(
+            "INSERT INTO handoffs (request_id, event_id, owner, previous_owner, at) "
+            "SELECT r.id, max(e.id), r.owner, e.from_value, "
+            "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) FROM requests r "
+            "JOIN events e ON e.request_id = r.id AND e.kind = 'owner_changed' WHERE r.key = ?",
+            (age, key),
+        )
     con.commit()
     con.close()
     return path
@@ -58,6 +68,7 @@ def client(ledger_path: Path) -> Iterator[httpx.Client]:
         ledger=ledger_path,
         teams=[Team(id="payments", members=["alice", "bob"])],
         stale_after=timedelta(days=3),
+        accept_within=lambda owner: timedelta(hours=1),
     )
     server = Listener(create_app(settings), bind("127.0.0.1", 0))
     server.start()
@@ -145,3 +156,35 @@ def test_only_get_is_served(client):
 def test_the_board_connection_cannot_write(ledger_path):
     with Ledger(ledger_path, readonly=True) as ledger, pytest.raises(sqlite3.OperationalError):
         ledger.conn.execute("DELETE FROM requests")
+
+
+def card_classes(page: str, key: str) -> str:
+    head = page.split(f'data-key="{key}"', 1)[0]
+    return head.rsplit('<li class="', 1)[1].split('"', 1)[0]
+
+
+def test_unaccepted_handoffs_are_marked_and_late_ones_overdue(client):
+    page = client.get("/").text
+    assert "overdue" in card_classes(page, "REQ-1")
+    assert "awaiting" in card_classes(page, "REQ-2")
+    assert "overdue" not in card_classes(page, "REQ-2")
+    assert "awaiting" not in card_classes(page, "REQ-3")  # unowned: nobody to accept
+    attention = page.split('id="awaiting"', 1)[1].split("</section>", 1)[0]
+    assert attention.index("REQ-1") < attention.index("REQ-2")  # oldest first
+
+
+def test_metrics_count_awaiting_and_overdue_handoffs(ledger_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from syncd.metrics import DaemonMetrics
+
+    text = DaemonMetrics(lambda: ledger_path, lambda owner: timedelta(hours=1)).render()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text.decode())
+        for s in f.samples
+    }
+    assert samples[("syncd_handoffs_awaiting_acceptance", ())] == 2
+    assert samples[("syncd_handoffs_overdue", ())] == 1
+    assert samples[("syncd_handoffs_total", (("source", "api"),))] == 4
+    assert samples[("syncd_requests", (("state", "done"),))] == 1
