@@ -727,7 +727,7 @@ class Ledger:
                         iso(act.at),
                         obs.source,
                         decision.actor,
-                        f"{command.line} on {obs.ref}: {decision.reason}",
+                        f"{command.line}: {decision.reason}",
                     ),
                 )
             elif outcome == "handed_off":
