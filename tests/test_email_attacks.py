@@ -18,6 +18,7 @@ from syncd.config import load_config
 from syncd.cycle import Engine
 from syncd.ledger import Ledger
 from syncd.models import Observation
+from tests.daemonproc import syncd
 from tests.mailservers import (
     Mailbox,
     SmtpServer,
@@ -163,6 +164,9 @@ def test_a_forged_internal_sender_is_not_obeyed(world: Any) -> None:
         f"({MTA} says dkim=fail, spf=fail, dmarc=fail)"
     ]
     assert w.rows("SELECT key FROM link_keys WHERE key = 'jira:OPS-7' AND role != 'mention'") == []
+    # The operator sees the attempt, and why it was refused.
+    shown = syncd("--ledger", str(w.ledger.path), "quarantine").stdout
+    assert "/assign from alice@example.com refused: sender not authenticated" in shown
     # The real Alice, authenticated by the MTA, is obeyed; the event names her and the mail.
     w.mailbox.deliver(
         authenticated(
