@@ -167,6 +167,12 @@ def describe_event(e: Mapping[str, Any]) -> str:
         text = f"{e['field']}: {frm} -> {to}"
     elif kind == "conflict":
         text = f"conflict on {e['field']}: kept {to}, lost {frm}"
+    elif kind == "accepted":
+        text = f"handoff to {to} accepted"
+    elif kind == "escalated":
+        text = f"handoff to {to} escalated, not accepted in time"
+    elif kind == "delegated":
+        text = f"meant for {frm}, delegated to {to}"
     elif kind == "writeback":
         # The detail says where it was written ("written to acme/web#1") or why not: it is
         # the whole sentence, so the source and the detail are not repeated after it.

@@ -19,5 +19,5 @@ def test_the_routing_story_reaches_its_end_state() -> None:
     unaccepted = out.split("handoffs nobody accepted in time", 1)[1].split("==>", 1)[0]
     assert "REQ-2    open   carol" in unaccepted
     assert "REQ-1" not in unaccepted
-    assert "accepted via ops by bob [comment in ops]" in out
+    assert "handoff to bob accepted via ops by bob [comment in ops]" in out
     assert "Carol Diaz, please act on it or hand it on" in out
