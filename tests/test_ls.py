@@ -9,10 +9,13 @@ import csv
 import io
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from syncd import routing_ledger as handoffs
+from syncd.acceptance import Pending
 from syncd.ledger import Ledger
 from tests.syncdproc import errors, syncd, syncd_on_terminal
 from tests.test_cli import Story, apply, observe, story, write_config
@@ -120,6 +123,20 @@ def test_a_terminal_gets_a_fitted_coloured_table_with_a_limit(story: Story) -> N
     req1 = next(line for line in lines if "REQ-1 " in line)
     assert req1.startswith("\x1b[31")
     assert not lines[0].startswith("\x1b")
+
+
+def test_an_overdue_handoff_is_yellow(story: Story) -> None:
+    # REQ-2 handed to github:zed and not accepted in time, as the daemon records it.
+    with Ledger(story.path) as ledger, ledger.transaction() as c:
+        event = c.execute("SELECT max(id) FROM events WHERE request_id = 2").fetchone()[0]
+        pending = Pending(2, "REQ-2", "github:zed", None, story.now - timedelta(days=3))
+        handoffs.set_pending(c, 2, pending, event)
+        handoffs.mark_overdue(c, 2, story.now)
+    code, out = syncd_on_terminal("--ledger", story.path, "ls")
+    assert code == 0
+    lines = {line.split()[0].split("m")[-1]: line for line in out.splitlines() if "REQ-" in line}
+    assert lines["REQ-2"].startswith("\x1b[33")  # yellow
+    assert not lines["REQ-3"].startswith("\x1b")
 
 
 def test_no_color_turns_colour_off(story: Story) -> None:

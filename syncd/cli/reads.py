@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from syncd import queries, render
+from syncd import routing_ledger as handoffs
 from syncd.cli import complete, routing
 from syncd.cli.options import (
     DURATION_HELP,
@@ -24,7 +25,7 @@ from syncd.config import Config
 from syncd.daemonstate import daemon_status
 from syncd.errors import NotFound
 from syncd.health import stale_after
-from syncd.ledger import Ledger, iso, now_utc
+from syncd.ledger import Ledger, now_utc
 from syncd.lookup import find_owner, find_request
 from syncd.models import STATES
 from syncd.terminal import Style, Terminal
@@ -143,7 +144,7 @@ def ls_command(
 
     Activity is the latest change seen at any linked item, or in the ledger itself (an
     operator handoff, say). On a terminal, rows are coloured: red where a write-back is
-    dead-lettered, yellow where open work has seen no activity for a week (overdue).
+    dead-lettered, yellow where a handoff is overdue (not accepted within accept_within).
     NO_COLOR turns colour off.
 
     \b
@@ -183,6 +184,7 @@ def ls_command(
             ledger, rows, config, team=team, unaccepted=unaccepted, now=now
         )
         dead = queries.requests_with_dead_writes(ledger) if fmt == "table" else set()
+        overdue = set(handoffs.unaccepted(ledger.conn)) if fmt == "table" else set()
     field = SORT_FIELDS[sort.removeprefix("-")]
     rows.sort(key=lambda r: _sort_key(r[field]), reverse=sort.startswith("-"))
     term = Terminal.detect()
@@ -204,13 +206,10 @@ def ls_command(
         if no_headers:
             text = text.split("\n", 1)[1]
         styles: dict[int, Style] = {}
-        overdue = iso(now - OVERDUE)
         for i, r in enumerate(shown_rows, start=0 if no_headers else 1):
             if r["key"] in dead:
                 styles[i] = "bad"
-            elif r["state"] in queries.OPEN_STATES and (r["last_activity_at"] or "") < (
-                overdue or ""
-            ):
+            elif r["key"] in overdue:
                 styles[i] = "warn"
         click.echo(term.lines(text, styles))
         if more:
@@ -220,10 +219,6 @@ def ls_command(
                     "or narrow the filters"
                 )
             )
-
-
-# Open work with no activity for this long is marked (yellow) in `ls`.
-OVERDUE = timedelta(days=7)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
