@@ -74,3 +74,15 @@ def test_the_documented_setup_line_prints_a_script(shell: str) -> None:
     assert "_SYNCD_COMPLETE" in result.stdout
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert f"_SYNCD_COMPLETE={shell}_source syncd" in readme
+
+
+def test_teams_from_the_config(story: Story, tmp_path: Path) -> None:
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f'ledger = "{story.path}"\n'
+        '[[people]]\nid = "alice"\n[[people]]\nid = "bob"\n'
+        '[[teams]]\nid = "support"\nmembers = ["alice"]\n'
+        '[[teams]]\nid = "sre"\nmembers = ["bob"]\n'
+    )
+    assert complete("bash", f"syncd --config {config} ls --team ") == ["support", "sre"]
+    assert complete("fish", f"syncd --config {config} people --team s") == ["support", "sre"]
