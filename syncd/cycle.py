@@ -120,7 +120,12 @@ class Engine:
             run_commands = isinstance(adapter.config, CommentSettings) and adapter.config.commands
             for page in adapter.pull(self.ledger.cursor(name)):
                 stats = self.ledger.apply_page(
-                    name, kind, page, self.directory, commands=run_commands
+                    name,
+                    kind,
+                    page,
+                    self.directory,
+                    commands=run_commands,
+                    link_on=self.config.matching.link_on,
                 )
                 _add(result.applied, stats)
                 # Named in the poll's log line, so an operator sees which items and why.

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,15 @@ from syncd import commands
 from syncd.config import Person
 from syncd.errors import LedgerBusy, LedgerError, NotFound
 from syncd.filemodes import create_private, ledger_files, restrict_existing
+from syncd.matching import (
+    Candidate,
+    Decision,
+    LinkOn,
+    Place,
+    decide,
+    linking_keys,
+    relations,
+)
 from syncd.models import Cursor, Observation, Page, Quarantined
 from syncd.people import Directory
 from syncd.reconcile import (
@@ -36,7 +45,6 @@ from syncd.reconcile import (
     LinkState,
     Plan,
     RequestState,
-    choose_request,
     owed_writes,
     plan_observation,
 )
@@ -100,6 +108,15 @@ def parse_request_key(text: str) -> int:
     if not t.isdigit():
         raise NotFound(f"{text!r} is not a request id (expected e.g. REQ-42)")
     return int(t)
+
+
+def _joined_via(decision: Decision, obs: Observation, link_on: LinkOn) -> str:
+    """How a new item came to its request, for links.via."""
+    if decision.action in ("new", "ambiguous"):
+        return "created"
+    if link_on == "declared" or any(c.key in obs.declared for c in decision.evidence):
+        return "declared"
+    return "mention"
 
 
 @dataclass
@@ -279,9 +296,11 @@ class Ledger:
         now: datetime | None = None,
         *,
         commands: bool = False,
+        link_on: LinkOn = "declared",
     ) -> ApplyStats:
         """Apply one page and store its cursor, in one transaction. With `commands`, the
-        /assign commands in the items' comments are applied too (syncd.commands)."""
+        /assign commands in the items' comments are applied too (syncd.commands).
+        `link_on` is the config's [matching] rule (see syncd.matching)."""
         now = now or now_utc()
         stats = ApplyStats()
         # Handles already recorded in this transaction: recording one again (same time,
@@ -298,7 +317,9 @@ class Ledger:
                 )
             }
             for obs in page.observations:
-                plan = self._apply_observation(c, obs, kind, directory, now, handles, commands)
+                plan = self._apply_observation(
+                    c, obs, kind, directory, now, handles, commands, link_on
+                )
                 if obs.ref in held:
                     self._release(c, source, obs.ref, now)
                 stats.observations += 1
@@ -402,43 +423,184 @@ class Ledger:
             {"owner": parse_iso(oa), "state": parse_iso(sa), "title": parse_iso(ta)},
         )
 
-    def _match(self, c: sqlite3.Connection, obs: Observation) -> list[int]:
-        """The requests an unlinked item belongs to, through cross-references either way."""
-        candidates: list[int] = []
-        for key in obs.mentions:
+    # -- identity: which request an item belongs to (decisions in syncd.matching) ----------
+
+    def _self_keys(self, c: sqlite3.Connection, link_id: int) -> frozenset[str]:
+        return frozenset(
+            r[0]
+            for r in c.execute(
+                "SELECT key FROM link_keys WHERE link_id = ? AND role = 'self'", (link_id,)
+            )
+        )
+
+    def _pin(self, c: sqlite3.Connection, link_id: int | None) -> tuple[bool, frozenset[str]]:
+        """An operator's say on an item: held where `syncd link` put it, and the keys a
+        `syncd unlink` or `split` set it apart from."""
+        if link_id is None:
+            return False, frozenset()
+        row = c.execute(
+            "SELECT held, ignored FROM link_pins WHERE link_id = ?", (link_id,)
+        ).fetchone()
+        if row is None:
+            return False, frozenset()
+        return bool(row[0]), frozenset(json.loads(row[1]))
+
+    def _candidates(
+        self,
+        c: sqlite3.Connection,
+        link_id: int | None,
+        own_keys: Iterable[str],
+        linking: Iterable[str],
+        link_on: LinkOn,
+    ) -> list[Candidate]:
+        """The requests an item's declarations meet: its declared keys that name a linked
+        item (or a request, "req:N"), and, given own_keys, linked items declaring it."""
+        out: list[Candidate] = []
+        found: list[tuple[str, str, int, int, str, str]] = []
+        for key in linking:
             if key.startswith("req:"):
                 rid = int(key[4:]) if key[4:].isdigit() else -1
                 if c.execute("SELECT 1 FROM requests WHERE id = ?", (rid,)).fetchone():
-                    candidates.append(rid)
+                    out.append(Candidate(rid, key, "request", request_key(rid)))
                 continue
-            candidates += [
-                r[0]
+            found += [
+                (key, "declares", *r)
                 for r in c.execute(
-                    "SELECT l.request_id FROM link_keys k JOIN links l ON l.id = k.link_id "
-                    "WHERE k.key = ? AND k.role = 'self'",
+                    "SELECT l.id, l.request_id, l.source, l.ref FROM link_keys k "
+                    "JOIN links l ON l.id = k.link_id WHERE k.key = ? AND k.role = 'self'",
                     (key,),
                 )
             ]
-        for key in obs.keys:
-            candidates += [
-                r[0]
+        # Under any-mention a trusted item's mentions declare too, as they used to.
+        mentions = "k.role = 'mention' AND l.trusted = 1" if link_on == "any-mention" else "0"
+        for key in own_keys:
+            found += [
+                (key, "declared_by", *r)
                 for r in c.execute(
-                    "SELECT l.request_id FROM link_keys k JOIN links l ON l.id = k.link_id "
-                    "WHERE k.key = ? AND k.role = 'mention'",
+                    "SELECT l.id, l.request_id, l.source, l.ref FROM link_keys k "
+                    "JOIN links l ON l.id = k.link_id "
+                    f"WHERE k.key = ? AND (k.role = 'declared' OR ({mentions}))",
                     (key,),
                 )
             ]
-        return sorted(set(candidates))
+        for key, direction, lid, rid, source, ref in found:
+            if lid == link_id:
+                continue
+            out.append(
+                Candidate(
+                    rid,
+                    key,
+                    direction,  # type: ignore[arg-type]
+                    f"{source}:{ref}",
+                    self._self_keys(c, lid),
+                    self._pin(c, lid)[1],
+                )
+            )
+        return out
 
-    def _merge(self, c: sqlite3.Connection, keep: int, gone: int, via: str, now: datetime) -> None:
-        """Fold request `gone` into `keep`: an item linked both, so they were one request
-        all along. Links, events and owed writes move; the owner set later wins, and a
-        different owner on the other side is recorded as a conflict."""
+    def _place(
+        self,
+        c: sqlite3.Connection,
+        obs: Observation,
+        link: LinkState | None,
+        previous: Iterable[str],
+        link_on: LinkOn,
+        now: datetime,
+    ) -> tuple[int | None, Decision]:
+        """Decide the request of one observation, fold any requests the decision merges, and
+        return the request it belongs to (None: a new one)."""
+        linking = linking_keys(obs, link_on)
+        if link is not None:
+            added = [k for k in linking if k not in set(previous)]
+            if not added:  # the common case: nothing new declared, no queries at all
+                return link.request_id, Decision("keep", link.request_id)
+            held, ignored = self._pin(c, link.id)
+            alone = (
+                c.execute(
+                    "SELECT count(*) FROM links WHERE request_id = ?", (link.request_id,)
+                ).fetchone()[0]
+                == 1
+            )
+            place: Place | None = Place(link.request_id, alone, held)
+            cands = self._candidates(c, link.id, (), added, link_on)
+        else:
+            place, ignored = None, frozenset()
+            cands = self._candidates(c, None, obs.keys, linking, link_on)
+        decision = decide(place, cands, link_on=link_on, own_keys=obs.keys, ignored=ignored)
+        target: int | None = decision.request_id if decision.action != "ambiguous" else None
+        if place is not None and decision.action in ("keep", "ambiguous"):
+            target = place.request_id
+        if decision.action == "merge":
+            name = f"{obs.source}:{obs.ref}"
+            for gone in decision.merge:
+                self._merge(c, decision.request_id or 0, gone, name, now, why=decision)
+        return target, decision
+
+    def _record_ambiguity(
+        self, c: sqlite3.Connection, obs: Observation, rid: int, decision: Decision, now: datetime
+    ) -> None:
+        """Evidence an operator needs to decide: on the item's request and on every request
+        its declarations name, one conflict event each, once (only new declarations count)."""
+        name = f"{obs.source}:{obs.ref}"
+        named = sorted({cand.request_id for cand in decision.evidence})
+        detail = (
+            "; ".join(
+                f"{cand.describe(name)} ({request_key(cand.request_id)})"
+                for cand in decision.evidence
+            )
+            + f". Not merged: {decision.reason}. Decide with `syncd link REQ {obs.ref}`."
+        )
+        for target in sorted({rid, *named}):
+            c.execute(
+                "INSERT INTO events (request_id, at, source_at, kind, field, source, from_value, "
+                "to_value, detail) VALUES (?, ?, ?, 'conflict', 'link', ?, ?, ?, ?)",
+                (
+                    target,
+                    iso(now),
+                    iso(obs.updated_at),
+                    obs.source,
+                    ", ".join(request_key(n) for n in named),
+                    request_key(rid),
+                    detail,
+                ),
+            )
+
+    def _next_request_id(self, c: sqlite3.Connection) -> int:
+        """A new request's id. Ids of requests merged away stay taken: REQ-3 keeps meaning
+        the request that was merged (and `syncd split` can bring it back)."""
+        row = c.execute(
+            "SELECT max(coalesce((SELECT max(id) FROM requests), 0), "
+            "coalesce((SELECT max(gone_id) FROM merges), 0))"
+        ).fetchone()
+        return int(row[0]) + 1
+
+    def _merge(
+        self,
+        c: sqlite3.Connection,
+        keep: int,
+        gone: int,
+        via: str,
+        now: datetime,
+        *,
+        actor: str | None = None,
+        note: str | None = None,
+        why: Decision | None = None,
+        keep_owner: bool = False,
+    ) -> None:
+        """Fold request `gone` into `keep`. Links, events and owed writes move; the owner set
+        later wins (with keep_owner, `keep`'s owner stands unless it has none), and a
+        different owner on the other side is recorded as a conflict. The merge is recorded in
+        `merges`, so `syncd split` can undo it."""
         ts = iso(now)
         k, g = self._request_state(c, keep), self._request_state(c, gone)
+        gone_row = self.rows_in(c, "SELECT * FROM requests WHERE id = ?", (gone,))[0]
+        link_ids = [r[0] for r in c.execute("SELECT id FROM links WHERE request_id = ?", (gone,))]
+        event_ids = [r[0] for r in c.execute("SELECT id FROM events WHERE request_id = ?", (gone,))]
         k_at, g_at = k.times.get("owner"), g.times.get("owner")
         if g.values["owner"] != k.values["owner"] and g.values["owner"] is not None:
-            take = k.values["owner"] is None or (g_at is not None and (k_at is None or g_at > k_at))
+            take = k.values["owner"] is None or (
+                not keep_owner and g_at is not None and (k_at is None or g_at > k_at)
+            )
             winner, loser = (g, k) if take else (k, g)
             if take:
                 c.execute(
@@ -446,6 +608,7 @@ class Ledger:
                     (g.values["owner"], iso(g_at), ts, keep),
                 )
             if loser.values["owner"] is not None:
+                rule = "linked by an operator" if keep_owner else "the later one wins"
                 c.execute(
                     "INSERT INTO events (request_id, at, kind, field, source, from_value, to_value, detail) "
                     "VALUES (?, ?, 'conflict', 'owner', ?, ?, ?, ?)",
@@ -455,7 +618,7 @@ class Ledger:
                         via,
                         loser.values["owner"],
                         winner.values["owner"],
-                        f"{g.key} merged into {k.key} with a different owner; the later one wins",
+                        f"{g.key} merged into {k.key} with a different owner; {rule}",
                     ),
                 )
         c.execute("UPDATE links SET request_id = ? WHERE request_id = ?", (keep, gone))
@@ -465,12 +628,39 @@ class Ledger:
             (ts, gone),
         )
         c.execute("UPDATE outbox SET request_id = ? WHERE request_id = ?", (keep, gone))
+        if why is not None and why.evidence:
+            detail = "; ".join(cand.describe(via) for cand in why.evidence)
+        else:
+            detail = f"{via} links both {k.key} and {g.key}: one request"
+        detail += f" (undo: syncd split {g.key})"
         c.execute(
-            "INSERT INTO events (request_id, at, kind, source, from_value, to_value, detail) "
-            "VALUES (?, ?, 'merged', ?, ?, ?, ?)",
-            (keep, ts, via, g.key, k.key, f"{via} links both {k.key} and {g.key}: one request"),
+            "INSERT INTO events (request_id, at, kind, source, actor, from_value, to_value, note, detail) "
+            "VALUES (?, ?, 'merged', ?, ?, ?, ?, ?, ?)",
+            (keep, ts, "operator" if actor else via, actor, g.key, k.key, note, detail),
+        )
+        c.execute(
+            "INSERT INTO merges (kept_id, gone_id, gone_key, gone_row, link_ids, event_ids, via, "
+            "actor, note, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                keep,
+                gone,
+                g.key,
+                json.dumps(gone_row),
+                json.dumps(link_ids),
+                json.dumps(event_ids),
+                via,
+                actor,
+                note,
+                ts,
+            ),
         )
         c.execute("DELETE FROM requests WHERE id = ?", (gone,))
+
+    @staticmethod
+    def rows_in(c: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        cur = c.execute(sql, tuple(args))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
     def _apply_observation(
         self,
@@ -481,22 +671,36 @@ class Ledger:
         now: datetime,
         handles: set[tuple[str, str]] | None = None,
         run_commands: bool = False,
+        link_on: LinkOn = "declared",
     ) -> Plan:
         row = c.execute(
             f"SELECT {self._LINK_COLS} FROM links WHERE source = ? AND ref = ?",
             (obs.source, obs.ref),
         ).fetchone()
         link = self._link_state(row) if row else None
+        stored: set[tuple[Any, ...]] = set()
         if link is not None:
-            request_id: int | None = link.request_id
-        else:
-            matches = self._match(c, obs)
-            request_id = choose_request(matches)
-            for other in matches:
-                if request_id is not None and other != request_id:
-                    self._merge(c, request_id, other, f"{obs.source}:{obs.ref}", now)
+            stored = set(
+                c.execute(
+                    "SELECT link_id, key, role, relation FROM link_keys WHERE link_id = ?",
+                    (link.id,),
+                )
+            )
+        roles = ("declared", "mention") if link_on == "any-mention" else ("declared",)
+        request_id, decision = self._place(
+            c, obs, link, [r[1] for r in stored if r[2] in roles], link_on, now
+        )
+        if link is not None and link.request_id != request_id:
+            link = self._link_state(
+                c.execute(
+                    f"SELECT {self._LINK_COLS} FROM links WHERE id = ?", (link.id,)
+                ).fetchone()
+            )
         request = self._request_state(c, request_id) if request_id is not None else None
         plan = plan_observation(obs, kind, link, request, d)
+        if plan.new_link and request is not None:
+            how = "; ".join(e.describe(f"{obs.source}:{obs.ref}") for e in decision.evidence)
+            plan.events[0] = replace(plan.events[0], detail=how or None)
         ts = iso(now)
         if link is not None and "owner" in plan.confirmed_times:
             # The tool shows the canonical owner that a pending write was sent to set: that
@@ -514,9 +718,10 @@ class Ledger:
                 )
         if plan.request_id is None:
             cur = c.execute(
-                "INSERT INTO requests (key, title, state, owner, owner_at, state_at, title_at, created_at, updated_at) "
-                "VALUES ('', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO requests (id, key, title, state, owner, owner_at, state_at, title_at, created_at, updated_at) "
+                "VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
+                    self._next_request_id(c),
                     plan.canonical["title"] or "",
                     plan.canonical["state"],
                     plan.canonical["owner"],
@@ -545,7 +750,8 @@ class Ledger:
         if link is None:
             cur = c.execute(
                 "INSERT INTO links (request_id, source, kind, ref, url, snap_owner, snap_state, snap_title, "
-                "source_updated_at, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "source_updated_at, first_seen_at, last_seen_at, via, trusted) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     rid,
                     obs.source,
@@ -558,6 +764,8 @@ class Ledger:
                     iso(obs.updated_at),
                     ts,
                     ts,
+                    _joined_via(decision, obs, link_on),
+                    int(obs.author_trusted),
                 ),
             )
             link_id = int(cur.lastrowid or 0)
@@ -565,7 +773,7 @@ class Ledger:
             link_id = link.id
             c.execute(
                 "UPDATE links SET url = ?, snap_owner = ?, snap_state = ?, snap_title = ?, "
-                "source_updated_at = ?, last_seen_at = ? WHERE id = ?",
+                "source_updated_at = ?, last_seen_at = ?, trusted = ? WHERE id = ?",
                 (
                     obs.url,
                     snap["owner"],
@@ -573,23 +781,28 @@ class Ledger:
                     snap["title"],
                     iso(obs.updated_at),
                     ts,
+                    int(obs.author_trusted),
                     link_id,
                 ),
             )
-        key_rows = [(link_id, k, "self") for k in obs.keys] + [
-            (link_id, k, "mention") for k in obs.mentions
+        # Its own keys, what it declares (links), what it mentions (relations, shown only).
+        key_rows: list[tuple[Any, ...]] = [
+            *((link_id, k, "self", None) for k in obs.keys),
+            *((link_id, k, "declared", None) for k in obs.declared if k not in obs.keys),
+            *((link_id, k, "mention", kind_) for k, kind_ in relations(obs)),
         ]
         # A new link has no keys yet; an existing one keeps its rows when they are the same,
         # which they almost always are (rewriting them was most of re-reading an item).
-        if link is None or set(
-            c.execute("SELECT link_id, key, role FROM link_keys WHERE link_id = ?", (link_id,))
-        ) != set(key_rows):
+        if link is None or stored != set(key_rows):
             if link is not None:
                 c.execute("DELETE FROM link_keys WHERE link_id = ?", (link_id,))
             c.executemany(
-                "INSERT OR IGNORE INTO link_keys (link_id, key, role) VALUES (?, ?, ?)", key_rows
+                "INSERT OR IGNORE INTO link_keys (link_id, key, role, relation) VALUES (?, ?, ?, ?)",
+                key_rows,
             )
         record_item_facts(c, rid, link_id, obs, kind, d)
+        if decision.action == "ambiguous":
+            self._record_ambiguity(c, obs, rid, decision, now)
         for handle in obs.owners:
             if handles is not None:
                 if (kind, handle) in handles:
@@ -630,6 +843,7 @@ class Ledger:
         # A new request has one link, whose snapshot is the canonical value: nothing owed.
         if plan.request_id is not None and (
             plan.new_link
+            or decision.action == "merge"
             or "owner" in plan.canonical
             or link is None
             or snap["owner"] != link.snapshot.get("owner")

@@ -276,4 +276,48 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX quarantine_open ON quarantine(source, ref) WHERE released_at IS NULL;
         """,
     ),
+    (
+        "0002_identity",
+        # Items join a request only by declaration (README "How items are linked"). ALTER
+        # TABLE keeps /* */ comments in the stored schema, not "--" ones.
+        """
+        ALTER TABLE link_keys ADD COLUMN relation TEXT /* role "mention" (a relation, never
+            a link): blocked_by|blocks|duplicate_of|parent|child|related|mention. Role
+            "declared": a key this item declares to be the same work (it links) */;
+        ALTER TABLE links ADD COLUMN via TEXT /* how the item joined its request:
+            created (it made the request), declared, mention (the old rule, or any-mention),
+            operator (syncd link), unlinked (syncd unlink made it a request of its own) */;
+        ALTER TABLE links ADD COLUMN trusted INTEGER NOT NULL DEFAULT 1 /* 1: its author may
+            declare identity. Under any-mention, only such items' mentions link */;
+        UPDATE links SET via = CASE
+            WHEN id = (SELECT min(l2.id) FROM links l2 WHERE l2.request_id = links.request_id)
+            THEN 'created' ELSE 'mention' END;
+        CREATE TABLE link_pins (                  -- an operator's say on one item, which text does not undo
+            link_id INTEGER PRIMARY KEY REFERENCES links(id),
+            held INTEGER NOT NULL DEFAULT 0,      -- 1: `syncd link` put it in its request, text never moves it
+            ignored TEXT NOT NULL DEFAULT '[]',   -- JSON keys it was unlinked from: declarations of these
+                                                  -- no longer link it (sticky unlink, split)
+            actor TEXT,                           -- Unix user who decided
+            note TEXT,
+            at TEXT NOT NULL
+        );
+        CREATE TABLE merges (                     -- every merge of two requests, so it can be undone
+            id INTEGER PRIMARY KEY,
+            kept_id INTEGER NOT NULL,             -- the request that stayed
+            gone_id INTEGER NOT NULL,             -- the request folded into it (its row is deleted)
+            gone_key TEXT NOT NULL,
+            gone_row TEXT NOT NULL,               -- JSON of the folded request's row at merge time
+            link_ids TEXT NOT NULL,               -- JSON ids of the links that came with it
+            event_ids TEXT NOT NULL,              -- JSON ids of its events, moved to kept_id
+            via TEXT,                             -- the item whose declaration merged them, or "operator"
+            actor TEXT,
+            note TEXT,
+            at TEXT NOT NULL,
+            split_at TEXT,                        -- set when `syncd split` undid it
+            split_by TEXT
+        );
+        CREATE INDEX merges_gone ON merges(gone_id);
+        CREATE INDEX merges_kept ON merges(kept_id)
+        """,
+    ),
 ]

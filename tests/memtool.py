@@ -42,6 +42,9 @@ class Item:
     state: State = "open"
     body: str = ""
     mentions: tuple[str, ...] = ()
+    declared: tuple[str, ...] = ()  # keys it declares to be the same work ("[OPS-7] ...")
+    trusted: bool = True  # whether its author may declare
+    relation_kinds: tuple[tuple[str, str], ...] = ()  # mention -> "blocked_by", ...
     updated_at: datetime = EPOCH
     seq: int = 0
 
@@ -64,9 +67,24 @@ class Tool:
         item.updated_at = self.clock.tick()
 
     def create(
-        self, ref: str, title: str, owners: list[str], mentions: tuple[str, ...] = ()
+        self,
+        ref: str,
+        title: str,
+        owners: list[str],
+        mentions: tuple[str, ...] = (),
+        declared: tuple[str, ...] = (),
+        trusted: bool = True,
+        relation_kinds: tuple[tuple[str, str], ...] = (),
     ) -> Item:
-        item = Item(ref, title, list(owners), mentions=mentions)
+        item = Item(
+            ref,
+            title,
+            list(owners),
+            mentions=mentions,
+            declared=declared,
+            trusted=trusted,
+            relation_kinds=relation_kinds,
+        )
         self.items[ref] = item
         self.touch(item)
         return item
@@ -74,6 +92,21 @@ class Tool:
     def set_owners(self, ref: str, owners: list[str]) -> None:
         item = self.items[ref]
         item.owners = list(owners)
+        self.touch(item)
+
+    def edit(
+        self,
+        ref: str,
+        *,
+        declared: tuple[str, ...] | None = None,
+        mentions: tuple[str, ...] | None = None,
+    ) -> None:
+        """A person edits the item's text: what it declares and mentions changes."""
+        item = self.items[ref]
+        if declared is not None:
+            item.declared = declared
+        if mentions is not None:
+            item.mentions = mentions
         self.touch(item)
 
     def set_state(self, ref: str, state: State) -> None:
@@ -111,6 +144,9 @@ class MemAdapter(Adapter[MemConfig]):
             updated_at=item.updated_at,
             keys=(f"{self.tool.kind}:{item.ref}",),
             mentions=item.mentions,
+            declared=item.declared,
+            author_trusted=item.trusted,
+            relation_kinds=item.relation_kinds,
         )
 
     def pull(self, cursor: Cursor | None) -> Iterator[Page]:

@@ -58,10 +58,20 @@ PEOPLE = [
 
 @pytest.fixture
 def world(tmp_path: Path):
+    yield from make_world(tmp_path, "declared")
+
+
+@pytest.fixture
+def any_mention_world(tmp_path: Path):
+    yield from make_world(tmp_path, "any-mention")
+
+
+def make_world(tmp_path: Path, link_on: str):
     clock = Clock()
     gh, jr = Tool("github", clock), Tool("jira", clock)
     ledger = Ledger(tmp_path / "ledger.db")
-    engine = Engine(Config(people=PEOPLE, ledger=tmp_path / "ledger.db"), ledger)
+    config = Config(people=PEOPLE, ledger=tmp_path / "ledger.db", matching={"link_on": link_on})
+    engine = Engine(config, ledger)
     install(engine, [MemAdapter("gh", gh), MemAdapter("jr", jr)])
     yield engine, ledger, gh, jr
     ledger.close()
@@ -81,11 +91,11 @@ def test_new_item_becomes_request(world):
     assert kinds == ["created", "owner_changed"]
 
 
-def test_cross_reference_merges_into_one_request(world):
+def test_declaration_links_into_one_request(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Checkout fails", ["alice-gh"])
     engine.sync_once()
-    jr.create("OPS-7", "Checkout incident", [], mentions=("gh:acme/api#1",))
+    jr.create("OPS-7", "Checkout incident", [], declared=("gh:acme/api#1",))
     engine.sync_once()
     assert q(ledger, "SELECT count(*) AS n FROM requests") == [{"n": 1}]
     assert len(q(ledger, "SELECT * FROM links")) == 2
@@ -93,10 +103,10 @@ def test_cross_reference_merges_into_one_request(world):
     assert jr.items["OPS-7"].owners == ["acc-alice"]
 
 
-def test_reverse_cross_reference(world):
-    """The mentioning item arrives first; the mentioned one joins it when it appears."""
+def test_reverse_declaration(world):
+    """The declaring item arrives first; the declared one joins it when it appears."""
     engine, ledger, gh, jr = world
-    jr.create("OPS-7", "Incident", ["acc-bob"], mentions=("gh:acme/api#9",))
+    jr.create("OPS-7", "Incident", ["acc-bob"], declared=("gh:acme/api#9",))
     engine.sync_once()
     gh.create("acme/api#9", "Bug", [])
     engine.sync_once()
@@ -104,19 +114,66 @@ def test_reverse_cross_reference(world):
     assert gh.items["acme/api#9"].owners == ["bob-gh"]
 
 
-def test_request_id_in_text_links(world):
+def test_declared_request_id_links(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
     engine.sync_once()
-    jr.create("OPS-1", "Follow-up for REQ-1", [], mentions=("req:1",))
+    jr.create("OPS-1", "[REQ-1] Follow-up", [], declared=("req:1",))
     engine.sync_once()
     assert q(ledger, "SELECT count(*) AS n FROM requests") == [{"n": 1}]
+
+
+def test_a_mention_is_a_relation_and_never_links(world):
+    """ "Blocked by acme/api#1", "see REQ-1": the item stays its own request, the relation
+    is stored with its kind, and nothing is written to either item."""
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    engine.sync_once()
+    jr.create(
+        "OPS-1",
+        "Deploy blocked",
+        ["acc-bob"],
+        mentions=("gh:acme/api#1", "req:1"),
+        relation_kinds=(("gh:acme/api#1", "blocked_by"),),
+    )
+    engine.sync_once()
+    gh.create("acme/api#2", "Later issue", [])
+    jr.create("OPS-2", "Mentions a future issue", [], mentions=("gh:acme/api#3",))
+    engine.sync_once()
+    gh.create("acme/api#3", "The future issue", ["alice-gh"])
+    engine.sync_once()
+    assert q(ledger, "SELECT count(*) AS n FROM requests") == [{"n": 5}]
+    assert jr.writes == 0 and gh.writes == 0
+    assert q(
+        ledger,
+        "SELECT key, relation FROM link_keys k JOIN links l ON l.id = k.link_id "
+        "WHERE l.ref = 'OPS-1' AND role = 'mention' ORDER BY key",
+    ) == [
+        {"key": "gh:acme/api#1", "relation": "blocked_by"},
+        {"key": "req:1", "relation": "mention"},
+    ]
+
+
+def test_any_mention_keeps_the_old_rule(any_mention_world):
+    engine, ledger, gh, jr = any_mention_world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    engine.sync_once()
+    jr.create("OPS-1", "See acme/api#1", [], mentions=("gh:acme/api#1",))
+    # an outsider's mention never links, not even under any-mention
+    jr.create("OPS-2", "Any news on acme/api#1?", [], mentions=("gh:acme/api#1",), trusted=False)
+    engine.sync_once()
+    rows = q(ledger, "SELECT ref, request_id, via FROM links ORDER BY id")
+    assert rows == [
+        {"ref": "acme/api#1", "request_id": 1, "via": "created"},
+        {"ref": "OPS-1", "request_id": 1, "via": "mention"},
+        {"ref": "OPS-2", "request_id": 2, "via": "created"},
+    ]
 
 
 def test_owner_change_in_one_source_propagates(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
-    jr.create("OPS-1", "Bug", ["acc-alice"], mentions=("gh:acme/api#1",))
+    jr.create("OPS-1", "Bug", ["acc-alice"], declared=("gh:acme/api#1",))
     engine.sync_once()
     gh.set_owners("acme/api#1", ["bob-gh"])
     engine.sync_once()
@@ -131,7 +188,7 @@ def test_owner_change_in_one_source_propagates(world):
 def test_concurrent_conflict_later_wins_and_loser_recorded(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
-    jr.create("OPS-1", "Bug", ["acc-alice"], mentions=("gh:acme/api#1",))
+    jr.create("OPS-1", "Bug", ["acc-alice"], declared=("gh:acme/api#1",))
     engine.sync_once()
     jr.set_owners("OPS-1", ["acc-bob"])  # earlier
     gh.set_owners("acme/api#1", ["carol-gh"])  # later
@@ -149,7 +206,7 @@ def test_concurrent_conflict_later_wins_and_loser_recorded(world):
 def test_own_write_is_not_read_back_as_a_change(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
-    jr.create("OPS-1", "Bug", [], mentions=("gh:acme/api#1",))
+    jr.create("OPS-1", "Bug", [], declared=("gh:acme/api#1",))
     engine.sync_once()
     assert jr.writes == 1
     before = q(ledger, "SELECT count(*) AS n FROM events")
@@ -201,7 +258,7 @@ def test_unmapped_handle_is_kept(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["zed-gh"])
     gh.create("acme/api#2", "Bug 2", ["zed-gh"])
-    jr.create("OPS-1", "Bug", [], mentions=("gh:acme/api#2",))
+    jr.create("OPS-1", "Bug", [], declared=("gh:acme/api#2",))
     engine.sync_once()
     assert q(ledger, "SELECT owner FROM requests ORDER BY id") == [
         {"owner": "gh:zed-gh"},
@@ -231,7 +288,7 @@ def test_co_assignee_is_not_a_handoff(world):
 def test_operator_assign_reaches_every_link(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
-    jr.create("OPS-1", "Bug", ["acc-alice"], mentions=("gh:acme/api#1",))
+    jr.create("OPS-1", "Bug", ["acc-alice"], declared=("gh:acme/api#1",))
     engine.sync_once()
     ledger.assign("REQ-1", "bob", actor="ops", note="covering while Alice is out")
     engine.sync_once()
@@ -246,7 +303,7 @@ def test_operator_assign_reaches_every_link(world):
 def test_write_failing_repeatedly_is_dead_lettered(world, tmp_path):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
-    jr.create("OPS-1", "Bug", [], mentions=("gh:acme/api#1",))
+    jr.create("OPS-1", "Bug", [], declared=("gh:acme/api#1",))
     jr.fail_writes = 100
     engine.sync_once()
     for _ in range(10):  # retries are scheduled later; make them due now
@@ -257,8 +314,8 @@ def test_write_failing_repeatedly_is_dead_lettered(world, tmp_path):
     assert "gave up after 8 attempts" in row["last_error"]
 
 
-def test_item_linking_two_requests_merges_them(world):
-    engine, ledger, gh, jr = world
+def test_under_any_mention_an_item_naming_two_requests_merges_them(any_mention_world):
+    engine, ledger, gh, jr = any_mention_world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
     engine.sync_once()
     jr.create("OPS-2", "Customer escalation", ["acc-bob"])  # a separate request, for now
