@@ -32,12 +32,16 @@ from syncd.filemodes import create_private, ledger_files, restrict_existing
 from syncd.matching import (
     Candidate,
     Decision,
+    Finding,
     LinkOn,
     Place,
     decide,
+    item_keys,
     linking_keys,
     relations,
+    rematch,
 )
+from syncd.matching import Item as MatchItem
 from syncd.models import Cursor, Observation, Page, Quarantined
 from syncd.people import Directory
 from syncd.reconcile import (
@@ -982,6 +986,489 @@ class Ledger:
         )
         self._queue_owner_writes(c, request_id, origin=source, actor=actor, note=note, now=now)
         self._queue_comments(c, request_id, int(cur.lastrowid or 0), origin=source, now=now)
+
+    # -- operator identity decisions: link, unlink, split, relink -------------------------
+
+    @contextmanager
+    def _trial(self, dry_run: bool) -> Iterator[sqlite3.Connection]:
+        """A write transaction that, for --dry-run, is rolled back: what it would do is
+        worked out by the very code that would do it."""
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("ROLLBACK" if dry_run else "COMMIT")
+
+    def _find_link(self, c: sqlite3.Connection, item: str) -> dict[str, Any]:
+        """The linked item an operator names: OPS-7, acme/api#12, an issue, browse or card
+        URL, a Message-ID, or the item's ref as `syncd show` lists it."""
+        cols = "l.id, l.request_id, l.source, l.kind, l.ref, l.snap_owner, l.snap_state, l.snap_title, l.source_updated_at"
+        for key in item_keys(item):
+            rows = self.rows_in(
+                c,
+                f"SELECT {cols} FROM link_keys k JOIN links l ON l.id = k.link_id "
+                "WHERE k.key = ? AND k.role = 'self'",
+                (key,),
+            )
+            if rows:
+                return rows[0]
+        rows = self.rows_in(c, f"SELECT {cols} FROM links l WHERE l.ref = ?", (item.strip(),))
+        if len(rows) == 1:
+            return rows[0]
+        if len(rows) > 1:
+            raise NotFound(f"{item!r} names items in several sources; give its URL instead")
+        raise NotFound(
+            f"no item {item!r} in the ledger (give OPS-7, owner/repo#12, an issue, browse or "
+            "card URL, or a Message-ID of an item syncd has seen)"
+        )
+
+    def _live_request(self, c: sqlite3.Connection, key: str) -> int:
+        rid = parse_request_key(key)
+        if c.execute("SELECT 1 FROM requests WHERE id = ?", (rid,)).fetchone():
+            return rid
+        merged = c.execute(
+            "SELECT k.key FROM merges m JOIN requests k ON k.id = m.kept_id "
+            "WHERE m.gone_id = ? AND m.split_at IS NULL ORDER BY m.id DESC LIMIT 1",
+            (rid,),
+        ).fetchone()
+        if merged:
+            raise NotFound(f"{request_key(rid)} was merged into {merged[0]}")
+        raise NotFound(f"no request {request_key(rid)} (see `syncd ls`)")
+
+    def _operator_event(
+        self,
+        c: sqlite3.Connection,
+        rid: int,
+        kind: str,
+        now: datetime,
+        *,
+        actor: str | None,
+        note: str | None,
+        from_value: str | None = None,
+        to_value: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        c.execute(
+            "INSERT INTO events (request_id, at, source_at, kind, source, actor, from_value, "
+            "to_value, note, detail) VALUES (?, ?, ?, ?, 'operator', ?, ?, ?, ?, ?)",
+            (rid, iso(now), iso(now), kind, actor, from_value, to_value, note, detail),
+        )
+
+    def _owed(self, c: sqlite3.Connection, rid: int) -> list[dict[str, Any]]:
+        return self.rows_in(
+            c,
+            "SELECT l.source, l.ref, o.value FROM outbox o JOIN links l ON l.id = o.link_id "
+            "WHERE o.request_id = ? AND o.status = 'pending' ORDER BY l.id",
+            (rid,),
+        )
+
+    def link_item(
+        self,
+        key: str,
+        item: str,
+        *,
+        actor: str | None,
+        note: str | None,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """An operator's `syncd link REQ ITEM`: the item joins REQ and stays there whatever
+        its text says. REQ's owner stands (the item's, if REQ has none) and is owed to the
+        item's tool. An item alone in its request takes that request along: a merge, which
+        `syncd split` undoes. ITEM may also be another request (REQ-7): the two merge."""
+        now = now or now_utc()
+        with self._trial(dry_run) as c:
+            rid = self._live_request(c, key)
+            rkey = request_key(rid)
+            if item.strip().upper().startswith("REQ-"):
+                other = self._live_request(c, item)
+                if other == rid:
+                    raise NotFound(f"{rkey} is {item}: nothing to link")
+                links = [
+                    r[0] for r in c.execute("SELECT id FROM links WHERE request_id = ?", (other,))
+                ]
+                self._merge(c, rid, other, "operator", now, actor=actor, note=note, keep_owner=True)
+                self._hold(c, links, actor, note, now)
+                self._queue_owner_writes(c, rid, origin="operator", actor=actor, note=note, now=now)
+                return {
+                    "action": "merged",
+                    "request": rkey,
+                    "item": request_key(other),
+                    "from": request_key(other),
+                    "owner": self._request_state(c, rid).values["owner"],
+                    "writes": self._owed(c, rid),
+                    "dry_run": dry_run,
+                }
+            link = self._find_link(c, item)
+            name = f"{link['source']}:{link['ref']}"
+            old = link["request_id"]
+            outcome: dict[str, Any] = {
+                "item": name,
+                "request": rkey,
+                "from": request_key(old),
+                "dry_run": dry_run,
+            }
+            if old == rid:
+                self._hold(c, [link["id"]], actor, note, now)
+                owner = self._request_state(c, rid).values["owner"]
+                return {**outcome, "action": "already", "owner": owner, "writes": []}
+            alone = (
+                c.execute("SELECT count(*) FROM links WHERE request_id = ?", (old,)).fetchone()[0]
+                == 1
+            )
+            if alone:
+                self._merge(c, rid, old, name, now, actor=actor, note=note, keep_owner=True)
+                outcome["action"] = "merged"
+            else:
+                self._move_link(c, link, rid, now)
+                target = self._request_state(c, rid)
+                if target.values["owner"] is None and link["snap_owner"] is not None:
+                    c.execute(
+                        "UPDATE requests SET owner = ?, owner_at = ?, updated_at = ? WHERE id = ?",
+                        (link["snap_owner"], iso(now), iso(now), rid),
+                    )
+                    self._operator_event(
+                        c,
+                        rid,
+                        "owner_changed",
+                        now,
+                        actor=actor,
+                        note=note,
+                        to_value=link["snap_owner"],
+                        detail=f"taken from {name}, linked by an operator",
+                    )
+                    c.execute("UPDATE events SET field = 'owner' WHERE id = last_insert_rowid()")
+                self._operator_event(
+                    c,
+                    old,
+                    "unlinked",
+                    now,
+                    actor=actor,
+                    note=note,
+                    from_value=request_key(old),
+                    to_value=rkey,
+                    detail=f"{name} left {request_key(old)} for {rkey}",
+                )
+                self._operator_event(
+                    c,
+                    rid,
+                    "relinked",
+                    now,
+                    actor=actor,
+                    note=note,
+                    from_value=request_key(old),
+                    to_value=rkey,
+                    detail=f"{name} linked by an operator, from {request_key(old)}",
+                )
+                outcome["action"] = "linked"
+            c.execute("UPDATE links SET via = 'operator' WHERE id = ?", (link["id"],))
+            self._hold(c, [link["id"]], actor, note, now)
+            self._queue_owner_writes(c, rid, origin="operator", actor=actor, note=note, now=now)
+            outcome["owner"] = self._request_state(c, rid).values["owner"]
+            outcome["writes"] = self._owed(c, rid)
+            return outcome
+
+    def _hold(
+        self,
+        c: sqlite3.Connection,
+        link_ids: Iterable[int],
+        actor: str | None,
+        note: str | None,
+        now: datetime,
+    ) -> None:
+        """Pin items where an operator put them: held, and no longer set apart from anything."""
+        for lid in link_ids:
+            c.execute(
+                "INSERT INTO link_pins (link_id, held, ignored, actor, note, at) VALUES (?, 1, '[]', ?, ?, ?) "
+                "ON CONFLICT (link_id) DO UPDATE SET held = 1, ignored = '[]', actor = excluded.actor, "
+                "note = excluded.note, at = excluded.at",
+                (lid, actor, note, iso(now)),
+            )
+
+    def _set_apart(
+        self,
+        c: sqlite3.Connection,
+        link_id: int,
+        keys: Iterable[str],
+        actor: str | None,
+        note: str | None,
+        now: datetime,
+    ) -> None:
+        """Sticky unlink: declarations naming `keys` no longer link this item (either way)."""
+        _held, ignored = self._pin(c, link_id)
+        merged = sorted(ignored | set(keys))
+        c.execute(
+            "INSERT INTO link_pins (link_id, held, ignored, actor, note, at) VALUES (?, 0, ?, ?, ?, ?) "
+            "ON CONFLICT (link_id) DO UPDATE SET held = 0, ignored = excluded.ignored, "
+            "actor = excluded.actor, note = excluded.note, at = excluded.at",
+            (link_id, json.dumps(merged), actor, note, iso(now)),
+        )
+
+    def _move_link(
+        self, c: sqlite3.Connection, link: dict[str, Any], rid: int, now: datetime
+    ) -> None:
+        """Move one item to another request. Writes owed to it for the old request are off."""
+        c.execute("UPDATE links SET request_id = ? WHERE id = ?", (rid, link["id"]))
+        c.execute(
+            "UPDATE outbox SET status = 'superseded', updated_at = ? WHERE link_id = ? AND status = 'pending'",
+            (iso(now), link["id"]),
+        )
+
+    def unlink_item(
+        self,
+        item: str,
+        *,
+        actor: str | None,
+        note: str | None,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """An operator's `syncd unlink ITEM`: the item leaves its request and becomes a request
+        of its own, with the owner, state and title its tool last showed. Nothing is written
+        to any tool. The declarations that linked it stop linking it (sticky) until its text
+        names a different item."""
+        now = now or now_utc()
+        with self._trial(dry_run) as c:
+            link = self._find_link(c, item)
+            name = f"{link['source']}:{link['ref']}"
+            old = link["request_id"]
+            others = self.rows_in(
+                c, "SELECT id FROM links WHERE request_id = ? AND id != ?", (old, link["id"])
+            )
+            if not others:
+                raise NotFound(f"{name} is alone in {request_key(old)}: nothing to unlink it from")
+            own = self._self_keys(c, link["id"])
+            # What linked it, in both directions: the keys it names of items in the request,
+            # and the keys of items there that name it.
+            apart = {
+                r[0]
+                for r in c.execute(
+                    "SELECT key FROM link_keys WHERE link_id = ? AND role IN ('declared', 'mention')",
+                    (link["id"],),
+                )
+            }
+            for o in others:
+                theirs = {
+                    r[0]
+                    for r in c.execute(
+                        "SELECT key FROM link_keys WHERE link_id = ? AND role IN ('declared', 'mention')",
+                        (o["id"],),
+                    )
+                }
+                if theirs & own:
+                    apart |= self._self_keys(c, o["id"])
+            apart.add(f"req:{old}")
+            new = self._next_request_id(c)
+            at = link["source_updated_at"]
+            c.execute(
+                "INSERT INTO requests (id, key, title, state, owner, owner_at, state_at, title_at, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new,
+                    request_key(new),
+                    link["snap_title"] or "",
+                    link["snap_state"] or "open",
+                    link["snap_owner"],
+                    at,
+                    at,
+                    at,
+                    iso(now),
+                    iso(now),
+                ),
+            )
+            self._move_link(c, link, new, now)
+            c.execute("UPDATE links SET via = 'unlinked' WHERE id = ?", (link["id"],))
+            self._set_apart(c, link["id"], apart, actor, note, now)
+            self._operator_event(
+                c,
+                old,
+                "unlinked",
+                now,
+                actor=actor,
+                note=note,
+                from_value=request_key(old),
+                to_value=request_key(new),
+                detail=f"{name} left {request_key(old)}; it is {request_key(new)} now",
+            )
+            self._operator_event(
+                c,
+                new,
+                "created",
+                now,
+                actor=actor,
+                note=note,
+                to_value=link["snap_title"],
+                detail=f"{name} unlinked from {request_key(old)}",
+            )
+            self._operator_event(
+                c,
+                new,
+                "unlinked",
+                now,
+                actor=actor,
+                note=note,
+                from_value=request_key(old),
+                to_value=request_key(new),
+                detail=f"{name} left {request_key(old)}",
+            )
+            return {
+                "action": "unlinked",
+                "item": name,
+                "from": request_key(old),
+                "request": request_key(new),
+                "owner": link["snap_owner"],
+                "set_apart": sorted(apart),
+                "writes": [],
+                "dry_run": dry_run,
+            }
+
+    def split(
+        self,
+        key: str,
+        *,
+        actor: str | None,
+        note: str | None,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Undo a merge: REQ (the request merged away) comes back with the items that came
+        with it and its own timeline. Its owner is what its first item's tool shows, and
+        nothing is written. Declarations between the two sides stop linking them (sticky).
+        REQ may also name the request that stayed, when exactly one merge into it is undone-able."""
+        now = now or now_utc()
+        rid = parse_request_key(key)
+        with self._trial(dry_run) as c:
+            merges = self.rows_in(
+                c,
+                "SELECT * FROM merges WHERE split_at IS NULL AND (gone_id = ? OR kept_id = ?) "
+                "ORDER BY id DESC",
+                (rid, rid),
+            )
+            gone_side = [m for m in merges if m["gone_id"] == rid]
+            m = gone_side[0] if gone_side else None
+            if m is None:
+                kept_side = [x for x in merges if x["kept_id"] == rid]
+                if len(kept_side) == 1:
+                    m = kept_side[0]
+                elif kept_side:
+                    names = ", ".join(x["gone_key"] for x in kept_side)
+                    raise NotFound(f"{request_key(rid)} took in {names}: give the one to split off")
+                else:
+                    raise NotFound(f"no merge of {request_key(rid)} to undo (see `syncd show`)")
+            kept, gone = m["kept_id"], m["gone_id"]
+            if not c.execute("SELECT 1 FROM requests WHERE id = ?", (kept,)).fetchone():
+                raise NotFound(f"{request_key(kept)} was itself merged since; split that first")
+            back = [
+                r
+                for r in self.rows_in(
+                    c,
+                    "SELECT id, source, ref, snap_owner, source_updated_at FROM links "
+                    "WHERE request_id = ? ORDER BY id",
+                    (kept,),
+                )
+                if r["id"] in set(json.loads(m["link_ids"]))
+            ]
+            stay = self.rows_in(c, "SELECT id FROM links WHERE request_id = ? ORDER BY id", (kept,))
+            stay = [r for r in stay if r["id"] not in {b["id"] for b in back}]
+            if not back or not stay:
+                raise NotFound(
+                    f"nothing to split: the items {m['gone_key']} brought have left "
+                    f"{request_key(kept)} since"
+                    if not back
+                    else f"{request_key(kept)} would be left with no items; use `syncd unlink`"
+                )
+            row = json.loads(m["gone_row"])
+            owner = back[0]["snap_owner"]
+            c.execute(
+                "INSERT INTO requests (id, key, title, state, owner, owner_at, state_at, title_at, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    gone,
+                    request_key(gone),
+                    row["title"],
+                    row["state"],
+                    owner,
+                    row["owner_at"] if owner == row["owner"] else back[0]["source_updated_at"],
+                    row["state_at"],
+                    row["title_at"],
+                    row["created_at"],
+                    iso(now),
+                ),
+            )
+            stay_keys: set[str] = set()
+            for s in stay:
+                stay_keys |= self._self_keys(c, s["id"])
+            stay_keys.add(f"req:{kept}")
+            for b in back:
+                self._move_link(c, b, gone, now)
+                self._set_apart(c, b["id"], stay_keys, actor, note, now)
+            moved = [e for e in json.loads(m["event_ids"])]
+            c.executemany(
+                "UPDATE events SET request_id = ? WHERE id = ? AND request_id = ?",
+                [(gone, e, kept) for e in moved],
+            )
+            c.execute(
+                "UPDATE merges SET split_at = ?, split_by = ? WHERE id = ?",
+                (iso(now), actor, m["id"]),
+            )
+            names = ", ".join(f"{b['source']}:{b['ref']}" for b in back)
+            for target in (kept, gone):
+                self._operator_event(
+                    c,
+                    target,
+                    "split",
+                    now,
+                    actor=actor,
+                    note=note,
+                    from_value=request_key(kept),
+                    to_value=request_key(gone),
+                    detail=f"{request_key(gone)} split off {request_key(kept)} again, with {names}",
+                )
+            return {
+                "action": "split",
+                "request": request_key(gone),
+                "from": request_key(kept),
+                "items": [f"{b['source']}:{b['ref']}" for b in back],
+                "owner": owner,
+                "writes": [],
+                "dry_run": dry_run,
+            }
+
+    def relink_report(self, link_on: LinkOn) -> list[Finding]:
+        """What the current rule makes of the whole ledger (see matching.rematch)."""
+        c = self.conn
+        keys: dict[int, dict[str, set[str]]] = {}
+        for lid, key, role in c.execute("SELECT link_id, key, role FROM link_keys"):
+            keys.setdefault(lid, {}).setdefault(role, set()).add(key)
+        pins = {
+            lid: (bool(held), frozenset(json.loads(ignored)))
+            for lid, held, ignored in c.execute("SELECT link_id, held, ignored FROM link_pins")
+        }
+        items = []
+        for lid, rid, source, ref, via, trusted in c.execute(
+            "SELECT id, request_id, source, ref, via, trusted FROM links ORDER BY id"
+        ):
+            k = keys.get(lid, {})
+            linking = set(k.get("declared", set()))
+            if link_on == "any-mention" and trusted:
+                linking |= k.get("mention", set())
+            held, ignored = pins.get(lid, (False, frozenset()))
+            items.append(
+                MatchItem(
+                    lid,
+                    rid,
+                    f"{source}:{ref}",
+                    frozenset(k.get("self", set())),
+                    tuple(sorted(linking)),
+                    ignored,
+                    held,
+                    via,
+                )
+            )
+        return rematch(items)
 
     # -- outbox ------------------------------------------------------------------------
 
