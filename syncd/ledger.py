@@ -1240,26 +1240,18 @@ class Ledger:
             )
             if not others:
                 raise NotFound(f"{name} is alone in {request_key(old)}: nothing to unlink it from")
-            own = self._self_keys(c, link["id"])
-            # What linked it, in both directions: the keys it names of items in the request,
-            # and the keys of items there that name it.
+            # What linked it, and what could link it back: every key of the items it leaves
+            # (whichever declared which, then or since), the request's own id, and what it
+            # declares now. A declaration naming anything else links it again.
             apart = {
                 r[0]
                 for r in c.execute(
-                    "SELECT key FROM link_keys WHERE link_id = ? AND role IN ('declared', 'mention')",
+                    "SELECT key FROM link_keys WHERE link_id = ? AND role = 'declared'",
                     (link["id"],),
                 )
             }
             for o in others:
-                theirs = {
-                    r[0]
-                    for r in c.execute(
-                        "SELECT key FROM link_keys WHERE link_id = ? AND role IN ('declared', 'mention')",
-                        (o["id"],),
-                    )
-                }
-                if theirs & own:
-                    apart |= self._self_keys(c, o["id"])
+                apart |= self._self_keys(c, o["id"])
             apart.add(f"req:{old}")
             new = self._next_request_id(c)
             at = link["source_updated_at"]

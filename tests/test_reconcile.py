@@ -95,7 +95,7 @@ def test_declaration_links_into_one_request(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Checkout fails", ["alice-gh"])
     engine.sync_once()
-    jr.create("OPS-7", "Checkout incident", [], declared=("gh:acme/api#1",))
+    jr.create("OPS-7", "Checkout incident", [], declared=("github:acme/api#1",))
     engine.sync_once()
     assert q(ledger, "SELECT count(*) AS n FROM requests") == [{"n": 1}]
     assert len(q(ledger, "SELECT * FROM links")) == 2
@@ -106,7 +106,7 @@ def test_declaration_links_into_one_request(world):
 def test_reverse_declaration(world):
     """The declaring item arrives first; the declared one joins it when it appears."""
     engine, ledger, gh, jr = world
-    jr.create("OPS-7", "Incident", ["acc-bob"], declared=("gh:acme/api#9",))
+    jr.create("OPS-7", "Incident", ["acc-bob"], declared=("github:acme/api#9",))
     engine.sync_once()
     gh.create("acme/api#9", "Bug", [])
     engine.sync_once()
@@ -133,12 +133,12 @@ def test_a_mention_is_a_relation_and_never_links(world):
         "OPS-1",
         "Deploy blocked",
         ["acc-bob"],
-        mentions=("gh:acme/api#1", "req:1"),
-        relation_kinds=(("gh:acme/api#1", "blocked_by"),),
+        mentions=("github:acme/api#1", "req:1"),
+        relation_kinds=(("github:acme/api#1", "blocked_by"),),
     )
     engine.sync_once()
     gh.create("acme/api#2", "Later issue", [])
-    jr.create("OPS-2", "Mentions a future issue", [], mentions=("gh:acme/api#3",))
+    jr.create("OPS-2", "Mentions a future issue", [], mentions=("github:acme/api#3",))
     engine.sync_once()
     gh.create("acme/api#3", "The future issue", ["alice-gh"])
     engine.sync_once()
@@ -149,7 +149,7 @@ def test_a_mention_is_a_relation_and_never_links(world):
         "SELECT key, relation FROM link_keys k JOIN links l ON l.id = k.link_id "
         "WHERE l.ref = 'OPS-1' AND role = 'mention' ORDER BY key",
     ) == [
-        {"key": "gh:acme/api#1", "relation": "blocked_by"},
+        {"key": "github:acme/api#1", "relation": "blocked_by"},
         {"key": "req:1", "relation": "mention"},
     ]
 
@@ -158,9 +158,11 @@ def test_any_mention_keeps_the_old_rule(any_mention_world):
     engine, ledger, gh, jr = any_mention_world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
     engine.sync_once()
-    jr.create("OPS-1", "See acme/api#1", [], mentions=("gh:acme/api#1",))
+    jr.create("OPS-1", "See acme/api#1", [], mentions=("github:acme/api#1",))
     # an outsider's mention never links, not even under any-mention
-    jr.create("OPS-2", "Any news on acme/api#1?", [], mentions=("gh:acme/api#1",), trusted=False)
+    jr.create(
+        "OPS-2", "Any news on acme/api#1?", [], mentions=("github:acme/api#1",), trusted=False
+    )
     engine.sync_once()
     rows = q(ledger, "SELECT ref, request_id, via FROM links ORDER BY id")
     assert rows == [
@@ -173,7 +175,7 @@ def test_any_mention_keeps_the_old_rule(any_mention_world):
 def test_owner_change_in_one_source_propagates(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
-    jr.create("OPS-1", "Bug", ["acc-alice"], declared=("gh:acme/api#1",))
+    jr.create("OPS-1", "Bug", ["acc-alice"], declared=("github:acme/api#1",))
     engine.sync_once()
     gh.set_owners("acme/api#1", ["bob-gh"])
     engine.sync_once()
@@ -188,7 +190,7 @@ def test_owner_change_in_one_source_propagates(world):
 def test_concurrent_conflict_later_wins_and_loser_recorded(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
-    jr.create("OPS-1", "Bug", ["acc-alice"], declared=("gh:acme/api#1",))
+    jr.create("OPS-1", "Bug", ["acc-alice"], declared=("github:acme/api#1",))
     engine.sync_once()
     jr.set_owners("OPS-1", ["acc-bob"])  # earlier
     gh.set_owners("acme/api#1", ["carol-gh"])  # later
@@ -198,15 +200,15 @@ def test_concurrent_conflict_later_wins_and_loser_recorded(world):
     assert gh.items["acme/api#1"].owners == ["carol-gh"]
     (conflict,) = q(ledger, "SELECT from_value, to_value FROM events WHERE kind = 'conflict'")
     assert conflict == {"from_value": "bob", "to_value": "carol"}
-    # carol has no jr handle: the write to jr is skipped, visibly, not dropped
+    # carol has no jira handle: the write to jr is skipped, visibly, not dropped
     (skipped,) = q(ledger, "SELECT status, last_error FROM outbox WHERE status = 'skipped'")
-    assert "carol has no jr handle" in skipped["last_error"]
+    assert "carol has no jira handle" in skipped["last_error"]
 
 
 def test_own_write_is_not_read_back_as_a_change(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
-    jr.create("OPS-1", "Bug", [], declared=("gh:acme/api#1",))
+    jr.create("OPS-1", "Bug", [], declared=("github:acme/api#1",))
     engine.sync_once()
     assert jr.writes == 1
     before = q(ledger, "SELECT count(*) AS n FROM events")
@@ -258,11 +260,11 @@ def test_unmapped_handle_is_kept(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["zed-gh"])
     gh.create("acme/api#2", "Bug 2", ["zed-gh"])
-    jr.create("OPS-1", "Bug", [], declared=("gh:acme/api#2",))
+    jr.create("OPS-1", "Bug", [], declared=("github:acme/api#2",))
     engine.sync_once()
     assert q(ledger, "SELECT owner FROM requests ORDER BY id") == [
-        {"owner": "gh:zed-gh"},
-        {"owner": "gh:zed-gh"},
+        {"owner": "github:zed-gh"},
+        {"owner": "github:zed-gh"},
     ]
     assert q(ledger, "SELECT kind, handle, person_id FROM identities WHERE handle = 'zed-gh'") == [
         {"kind": "github", "handle": "zed-gh", "person_id": None}
@@ -270,7 +272,7 @@ def test_unmapped_handle_is_kept(world):
     # it cannot be written to the other tool, and says why
     (row,) = q(ledger, "SELECT status, last_error FROM outbox")
     assert row["status"] == "skipped"
-    assert "gh:zed-gh has no jr handle" in row["last_error"]
+    assert "github:zed-gh has no jira handle" in row["last_error"]
 
 
 def test_co_assignee_is_not_a_handoff(world):
@@ -288,7 +290,7 @@ def test_co_assignee_is_not_a_handoff(world):
 def test_operator_assign_reaches_every_link(world):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
-    jr.create("OPS-1", "Bug", ["acc-alice"], declared=("gh:acme/api#1",))
+    jr.create("OPS-1", "Bug", ["acc-alice"], declared=("github:acme/api#1",))
     engine.sync_once()
     ledger.assign("REQ-1", "bob", actor="ops", note="covering while Alice is out")
     engine.sync_once()
@@ -303,7 +305,7 @@ def test_operator_assign_reaches_every_link(world):
 def test_write_failing_repeatedly_is_dead_lettered(world, tmp_path):
     engine, ledger, gh, jr = world
     gh.create("acme/api#1", "Bug", ["alice-gh"])
-    jr.create("OPS-1", "Bug", [], declared=("gh:acme/api#1",))
+    jr.create("OPS-1", "Bug", [], declared=("github:acme/api#1",))
     jr.fail_writes = 100
     engine.sync_once()
     for _ in range(10):  # retries are scheduled later; make them due now
@@ -322,7 +324,7 @@ def test_under_any_mention_an_item_naming_two_requests_merges_them(any_mention_w
     engine.sync_once()
     assert ledger.counts()["requests"] == 2
     # a later item names both: they were one piece of work all along
-    jr.create("OPS-3", "Tracking", [], mentions=("gh:acme/api#1", "jr:OPS-2"))
+    jr.create("OPS-3", "Tracking", [], mentions=("github:acme/api#1", "jira:OPS-2"))
     engine.sync_once()
     engine.sync_once()
     assert q(ledger, "SELECT key, owner FROM requests") == [{"key": "REQ-1", "owner": "bob"}]
