@@ -36,7 +36,6 @@ from syncd.matching import (
     LinkOn,
     Place,
     decide,
-    item_keys,
     linking_keys,
     relations,
     rematch,
@@ -189,8 +188,15 @@ class Ledger:
         try:
             if not readonly:
                 self.migrate()
-            elif not self._applied_migrations():
+            elif not (applied := self._applied_migrations()):
                 raise LedgerError(f"{self.path} is not a syncd ledger")
+            elif missing := [name for name, _ in MIGRATIONS if name not in applied]:
+                # Read-only opens never migrate; without this, a read would fail on a
+                # missing table or column with an internal error.
+                raise LedgerError(
+                    f"{self.path} was written by an older syncd (it lacks {', '.join(missing)}); "
+                    "start the daemon once, or run `syncd sync --once`, to upgrade it"
+                )
         except sqlite3.DatabaseError as exc:
             # SQLite opens any file lazily; a path naming something else fails only here.
             conn.close()
@@ -1002,28 +1008,16 @@ class Ledger:
                 raise
             self.conn.execute("ROLLBACK" if dry_run else "COMMIT")
 
-    def _find_link(self, c: sqlite3.Connection, item: str) -> dict[str, Any]:
-        """The linked item an operator names: OPS-7, acme/api#12, an issue, browse or card
-        URL, a Message-ID, or the item's ref as `syncd show` lists it."""
-        cols = "l.id, l.request_id, l.source, l.kind, l.ref, l.snap_owner, l.snap_state, l.snap_title, l.source_updated_at"
-        for key in item_keys(item):
-            rows = self.rows_in(
-                c,
-                f"SELECT {cols} FROM link_keys k JOIN links l ON l.id = k.link_id "
-                "WHERE k.key = ? AND k.role = 'self'",
-                (key,),
-            )
-            if rows:
-                return rows[0]
-        rows = self.rows_in(c, f"SELECT {cols} FROM links l WHERE l.ref = ?", (item.strip(),))
-        if len(rows) == 1:
-            return rows[0]
-        if len(rows) > 1:
-            raise NotFound(f"{item!r} names items in several sources; give its URL instead")
-        raise NotFound(
-            f"no item {item!r} in the ledger (give OPS-7, owner/repo#12, an issue, browse or "
-            "card URL, or a Message-ID of an item syncd has seen)"
+    def _link_row(self, c: sqlite3.Connection, link_id: int) -> dict[str, Any]:
+        rows = self.rows_in(
+            c,
+            "SELECT id, request_id, source, kind, ref, snap_owner, snap_state, snap_title, "
+            "source_updated_at FROM links WHERE id = ?",
+            (link_id,),
         )
+        if not rows:
+            raise NotFound(f"no linked item {link_id}")
+        return rows[0]
 
     def _live_request(self, c: sqlite3.Connection, key: str) -> int:
         rid = parse_request_key(key)
@@ -1065,44 +1059,56 @@ class Ledger:
             (rid,),
         )
 
-    def link_item(
+    def merge_requests(
         self,
         key: str,
-        item: str,
+        other_key: str,
         *,
         actor: str | None,
         note: str | None,
         dry_run: bool = False,
         now: datetime | None = None,
     ) -> dict[str, Any]:
-        """An operator's `syncd link REQ ITEM`: the item joins REQ and stays there whatever
-        its text says. REQ's owner stands (the item's, if REQ has none) and is owed to the
-        item's tool. An item alone in its request takes that request along: a merge, which
-        `syncd split` undoes. ITEM may also be another request (REQ-7): the two merge."""
+        """An operator's `syncd link REQ REQ-7`: REQ-7 folds into REQ, whose owner stands (the
+        other's, if REQ has none) and is owed to every item. `syncd split REQ-7` undoes it."""
+        now = now or now_utc()
+        with self._trial(dry_run) as c:
+            rid, other = self._live_request(c, key), self._live_request(c, other_key)
+            if other == rid:
+                raise NotFound(f"{request_key(rid)} and {other_key} are one request already")
+            links = [r[0] for r in c.execute("SELECT id FROM links WHERE request_id = ?", (other,))]
+            self._merge(c, rid, other, "operator", now, actor=actor, note=note, keep_owner=True)
+            self._hold(c, links, actor, note, now)
+            self._queue_owner_writes(c, rid, origin="operator", actor=actor, note=note, now=now)
+            return {
+                "action": "merged",
+                "request": request_key(rid),
+                "item": request_key(other),
+                "from": request_key(other),
+                "owner": self._request_state(c, rid).values["owner"],
+                "writes": self._owed(c, rid),
+                "dry_run": dry_run,
+            }
+
+    def link_item(
+        self,
+        key: str,
+        link_id: int,
+        *,
+        actor: str | None,
+        note: str | None,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """An operator's `syncd link REQ ITEM` (the item's link id; syncd.lookup.find_item):
+        the item joins REQ and stays there whatever its text says. REQ's owner stands (the
+        item's, if REQ has none) and is owed to the item's tool. An item alone in its request
+        takes that request along: a merge, which `syncd split` undoes."""
         now = now or now_utc()
         with self._trial(dry_run) as c:
             rid = self._live_request(c, key)
             rkey = request_key(rid)
-            if item.strip().upper().startswith("REQ-"):
-                other = self._live_request(c, item)
-                if other == rid:
-                    raise NotFound(f"{rkey} is {item}: nothing to link")
-                links = [
-                    r[0] for r in c.execute("SELECT id FROM links WHERE request_id = ?", (other,))
-                ]
-                self._merge(c, rid, other, "operator", now, actor=actor, note=note, keep_owner=True)
-                self._hold(c, links, actor, note, now)
-                self._queue_owner_writes(c, rid, origin="operator", actor=actor, note=note, now=now)
-                return {
-                    "action": "merged",
-                    "request": rkey,
-                    "item": request_key(other),
-                    "from": request_key(other),
-                    "owner": self._request_state(c, rid).values["owner"],
-                    "writes": self._owed(c, rid),
-                    "dry_run": dry_run,
-                }
-            link = self._find_link(c, item)
+            link = self._link_row(c, link_id)
             name = f"{link['source']}:{link['ref']}"
             old = link["request_id"]
             outcome: dict[str, Any] = {
@@ -1119,10 +1125,12 @@ class Ledger:
                 c.execute("SELECT count(*) FROM links WHERE request_id = ?", (old,)).fetchone()[0]
                 == 1
             )
+            apart: set[str] = set()
             if alone:
                 self._merge(c, rid, old, name, now, actor=actor, note=note, keep_owner=True)
                 outcome["action"] = "merged"
             else:
+                apart = self._group_keys(c, old, link["id"])
                 self._move_link(c, link, rid, now)
                 target = self._request_state(c, rid)
                 if target.values["owner"] is None and link["snap_owner"] is not None:
@@ -1165,7 +1173,7 @@ class Ledger:
                 )
                 outcome["action"] = "linked"
             c.execute("UPDATE links SET via = 'operator' WHERE id = ?", (link["id"],))
-            self._hold(c, [link["id"]], actor, note, now)
+            self._hold(c, [link["id"]], actor, note, now, apart)
             self._queue_owner_writes(c, rid, origin="operator", actor=actor, note=note, now=now)
             outcome["owner"] = self._request_state(c, rid).values["owner"]
             outcome["writes"] = self._owed(c, rid)
@@ -1178,15 +1186,31 @@ class Ledger:
         actor: str | None,
         note: str | None,
         now: datetime,
+        apart: Iterable[str] = (),
     ) -> None:
-        """Pin items where an operator put them: held, and no longer set apart from anything."""
+        """Pin items where an operator put them: held there, and set apart from `apart` only
+        (the items an operator just took it away from), whatever it was apart from before."""
+        ignored = json.dumps(sorted(set(apart)))
         for lid in link_ids:
             c.execute(
-                "INSERT INTO link_pins (link_id, held, ignored, actor, note, at) VALUES (?, 1, '[]', ?, ?, ?) "
-                "ON CONFLICT (link_id) DO UPDATE SET held = 1, ignored = '[]', actor = excluded.actor, "
-                "note = excluded.note, at = excluded.at",
-                (lid, actor, note, iso(now)),
+                "INSERT INTO link_pins (link_id, held, ignored, actor, note, at) VALUES (?, 1, ?, ?, ?, ?) "
+                "ON CONFLICT (link_id) DO UPDATE SET held = 1, ignored = excluded.ignored, "
+                "actor = excluded.actor, note = excluded.note, at = excluded.at",
+                (lid, ignored, actor, note, iso(now)),
             )
+
+    def _group_keys(self, c: sqlite3.Connection, request_id: int, but: int) -> set[str]:
+        """The keys of a request's items other than `but`, and the request's own "req:N":
+        what an item taken out of it is set apart from."""
+        keys = {
+            r[0]
+            for r in c.execute(
+                "SELECT k.key FROM link_keys k JOIN links l ON l.id = k.link_id "
+                "WHERE l.request_id = ? AND l.id != ? AND k.role = 'self'",
+                (request_id, but),
+            )
+        }
+        return keys | {f"req:{request_id}"}
 
     def _set_apart(
         self,
@@ -1219,20 +1243,20 @@ class Ledger:
 
     def unlink_item(
         self,
-        item: str,
+        link_id: int,
         *,
         actor: str | None,
         note: str | None,
         dry_run: bool = False,
         now: datetime | None = None,
     ) -> dict[str, Any]:
-        """An operator's `syncd unlink ITEM`: the item leaves its request and becomes a request
+        """An operator's `syncd unlink ITEM` (the item's link id; syncd.lookup.find_item): the item leaves its request and becomes a request
         of its own, with the owner, state and title its tool last showed. Nothing is written
         to any tool. The declarations that linked it stop linking it (sticky) until its text
         names a different item."""
         now = now or now_utc()
         with self._trial(dry_run) as c:
-            link = self._find_link(c, item)
+            link = self._link_row(c, link_id)
             name = f"{link['source']}:{link['ref']}"
             old = link["request_id"]
             others = self.rows_in(
@@ -1250,9 +1274,7 @@ class Ledger:
                     (link["id"],),
                 )
             }
-            for o in others:
-                apart |= self._self_keys(c, o["id"])
-            apart.add(f"req:{old}")
+            apart |= self._group_keys(c, old, link["id"])
             new = self._next_request_id(c)
             at = link["source_updated_at"]
             c.execute(

@@ -12,6 +12,7 @@ lists the candidates, since a handoff to the wrong one is the worst outcome.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from syncd.config import UNIX
 from syncd.crossref import extract_keys
@@ -21,6 +22,27 @@ from syncd.ledger import Ledger, parse_request_key, request_key
 ME = "me"
 
 
+def _items_named(ledger: Ledger, text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The linked items `text` names, and the tool-level keys found in it."""
+    t = text.strip()
+    # The exact ref or URL a linked item was stored with (mail Message-IDs, card URLs with
+    # a slug, a Jira site under another host name), then the tool-level keys in the text.
+    mid = t[1:-1] if t.startswith("<") and t.endswith(">") else t
+    cols = "l.id, l.request_id, l.source, l.ref"
+    found = ledger.rows(
+        f"SELECT {cols} FROM links l WHERE l.ref = ? OR l.ref = ? OR l.url = ? OR l.url = ?",  # noqa: S608
+        (t, mid, t, t.rstrip("/")),
+    )
+    keys = [k for k in extract_keys(t) if not k.startswith("req:")]
+    if not found and keys:
+        found = ledger.rows(
+            f"SELECT DISTINCT {cols} FROM link_keys k JOIN links l ON l.id = k.link_id "  # noqa: S608
+            "WHERE k.role = 'self' AND k.key IN (SELECT value FROM json_each(?))",
+            (json.dumps(keys),),
+        )
+    return found, keys
+
+
 def find_request(ledger: Ledger, text: str) -> str:
     """The request id ("REQ-42") that `text` names."""
     t = text.strip()
@@ -28,25 +50,8 @@ def find_request(ledger: Ledger, text: str) -> str:
         return request_key(parse_request_key(t))
     except NotFound:
         pass
-    # The exact ref or URL a linked item was stored with (mail Message-IDs, card URLs with
-    # a slug, a Jira site under another host name), then the tool-level keys in the text.
-    found = {
-        r["request_id"]
-        for r in ledger.rows(
-            "SELECT request_id FROM links WHERE ref = ? OR url = ? OR url = ?",
-            (t, t, t.rstrip("/")),
-        )
-    }
-    keys = [k for k in extract_keys(t) if not k.startswith("req:")]
-    if not found and keys:
-        found = {
-            r["request_id"]
-            for r in ledger.rows(
-                "SELECT l.request_id FROM link_keys k JOIN links l ON l.id = k.link_id "
-                "WHERE k.role = 'self' AND k.key IN (SELECT value FROM json_each(?))",
-                (json.dumps(keys),),
-            )
-        }
+    items, keys = _items_named(ledger, t)
+    found = {r["request_id"] for r in items}
     if len(found) == 1:
         return request_key(found.pop())
     if found:
@@ -56,6 +61,21 @@ def find_request(ledger: Ledger, text: str) -> str:
     raise NotFound(
         f"{text!r}: {what} in the ledger (give REQ-42, a tool ref such as OPS-7 or "
         "acme/api#1, or an item's URL; see `syncd ls`)"
+    )
+
+
+def find_item(ledger: Ledger, text: str) -> int:
+    """The linked item (its link id) that `text` names: a tool ref (OPS-7, acme/api#12), an
+    issue, browse or card URL, or a mail's Message-ID (with or without <>)."""
+    items, _ = _items_named(ledger, text)
+    if len(items) == 1:
+        return int(items[0]["id"])
+    if items:
+        names = ", ".join(f"{r['source']}:{r['ref']}" for r in items)
+        raise NotFound(f"{text!r} names several items ({names}); give the item's URL")
+    raise NotFound(
+        f"{text!r}: no such item in the ledger (give a tool ref such as OPS-7 or acme/api#12, "
+        "an issue, browse or card URL, or a Message-ID of an item syncd has seen)"
     )
 
 

@@ -27,7 +27,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from syncd.crossref import extract_keys
 from syncd.models import Observation
 
 LinkOn = Literal["declared", "any-mention"]
@@ -290,15 +289,3 @@ def rematch(items: Sequence[Item]) -> list[Finding]:
 def _req_id(key: str) -> int:
     digits = key[4:]
     return int(digits) if digits.isdigit() else -1
-
-
-def item_keys(text: str) -> list[str]:
-    """The keys an operator's ITEM names: OPS-7, owner/repo#12, an issue, browse or card
-    URL, or a mail's Message-ID (with or without the angle brackets)."""
-    t = text.strip()
-    if t.startswith("<") and t.endswith(">"):
-        return [f"email:{t[1:-1]}"]
-    keys = [k for k in extract_keys(t) if not k.startswith("req:")]
-    if not keys and "@" in t and "/" not in t and " " not in t:
-        return [f"email:{t}"]
-    return keys[:1]

@@ -23,23 +23,34 @@ scripts: keys may be added, none are renamed or removed.
      "links": [{"source", "kind", "ref", "url",
                 "snapshot_owner", "snapshot_state",   # last values synced with that item
                 "source_updated_at", "first_seen_at", "last_seen_at",
+                "via": str|null,      # how it joined: created|declared|mention|operator|unlinked
+                "declares": [str],    # keys it declares to be the same work ("jira:OPS-7")
+                "held": bool,         # `syncd link` put it there; its text does not move it
                 "writeback": null | {        # null: nothing owed, the item is in step
                     "status": "pending"|"dead"|"skipped",
                     "value": str|null,       # owner to write; null means unassign
                     "attempts": int, "next_attempt_at": ts|null,
                     "reason": str|null,      # last error, or why it was skipped
                     "origin": str|null, "actor": str|null, "updated_at": ts}}],
+     "relations": [{"direction": "mentions"|"mentioned_by",
+                    "item": str,              # this request's item ("source:ref")
+                    "relation": str,          # blocked_by|blocks|duplicate_of|parent|child|related|mention
+                    "other_key": str,         # the key as written ("jira:OPS-9", "req:7")
+                    "other_item": str|null,   # the other item, when the ledger holds it
+                    "other_request": str|null}],   # never linked: shown only
      "events": [EVENT]}         # the whole timeline, oldest first
 
     EVENT = {"id": int, "at": ts,            # when syncd recorded it
              "source_at": ts|null,           # when it happened at the source
-             "kind": "created"|"linked"|"owner_changed"|"state_changed"|"conflict"|"writeback",
+             "kind": "created"|"linked"|"owner_changed"|"state_changed"|"conflict"|"writeback"
+                     |"merged"|"split"|"unlinked"|"relinked",   # conflict with field "link":
+                     # declarations that name another request, not merged (detail says why)
              "field": str|null, "source": str|null,   # source name, or "operator"
              "actor": str|null, "from_value": str|null, "to_value": str|null,
              "note": str|null, "detail": str|null}
 
-``syncd history --json`` -- an array of handoffs (owner_changed events), oldest first;
-with --all, every event (write-backs, conflicts, links, merges, quarantines, comments)::
+``syncd history --json`` -- an array of handoffs (owner_changed events) and changes of
+identity (merged, split, unlinked, relinked), oldest first; with --all, every event (write-backs, conflicts, links, merges, quarantines, comments)::
 
     {"id", "when",              # source_at when known, else at; --since compares this
      "at", "source_at", "request": "REQ-42"|null, "kind": "owner_changed"|"conflict"|...,
@@ -196,7 +207,10 @@ WHERE o.field = 'owner'
 _LINKS_SQL = f"""
 SELECT l.source, l.kind, l.ref, l.url,
        l.snap_owner AS snapshot_owner, l.snap_state AS snapshot_state,
-       l.source_updated_at, l.first_seen_at, l.last_seen_at,
+       l.source_updated_at, l.first_seen_at, l.last_seen_at, l.via,
+       (SELECT json_group_array(k.key) FROM link_keys k
+        WHERE k.link_id = l.id AND k.role = 'declared') AS declares,
+       coalesce((SELECT p.held FROM link_pins p WHERE p.link_id = l.id), 0) AS held,
        o.status AS wb_status, o.value AS wb_value, o.attempts AS wb_attempts,
        o.next_attempt_at AS wb_next_attempt_at, o.last_error AS wb_reason,
        o.origin AS wb_origin, o.actor AS wb_actor, o.updated_at AS wb_updated_at
@@ -211,6 +225,8 @@ def _links(ledger: Ledger, request_id: int) -> list[dict[str, Any]]:
     out = []
     for row in _select(ledger, _LINKS_SQL, {"id": request_id}):
         link = {k: v for k, v in row.items() if not k.startswith("wb_")}
+        link["declares"] = json.loads(link["declares"])
+        link["held"] = bool(link["held"])
         link["writeback"] = (
             {k.removeprefix("wb_"): v for k, v in row.items() if k.startswith("wb_")}
             if row["wb_status"] is not None
@@ -224,6 +240,7 @@ def request_detail(ledger: Ledger, key: str) -> dict[str, Any]:
     """One request, its linked items and its whole timeline (`syncd show`)."""
     request = request_fields(ledger, key)
     request["links"] = _links(ledger, request["id"])
+    request["relations"] = relations(ledger, request["id"])
     request["events"] = _select(
         ledger,
         "SELECT id, at, source_at, kind, field, source, actor, from_value, to_value, note, "
@@ -231,6 +248,41 @@ def request_detail(ledger: Ledger, key: str) -> dict[str, Any]:
         {"id": request["id"]},
     )
     return request
+
+
+# What a request's items say about other items (mentions), and what other items say about
+# its items (mentioned by): relations, never links. The item at the other end is named by
+# its ref and request when the ledger holds it, else by the key as written.
+_RELATIONS_SQL = """
+SELECT 'mentions' AS direction, l.source || ':' || l.ref AS item,
+       coalesce(k.relation, 'mention') AS relation, k.key AS other_key,
+       (SELECT o.source || ':' || o.ref FROM link_keys s JOIN links o ON o.id = s.link_id
+        WHERE s.key = k.key AND s.role = 'self' LIMIT 1) AS other_item,
+       (SELECT r.key FROM link_keys s JOIN links o ON o.id = s.link_id
+        JOIN requests r ON r.id = o.request_id
+        WHERE s.key = k.key AND s.role = 'self' LIMIT 1) AS other_request
+FROM links l JOIN link_keys k ON k.link_id = l.id AND k.role = 'mention'
+WHERE l.request_id = :id AND k.key != 'req:' || :id
+UNION ALL
+SELECT 'mentioned_by', l.source || ':' || l.ref, coalesce(m.relation, 'mention'), m.key,
+       o.source || ':' || o.ref, r.key
+FROM links l JOIN link_keys s ON s.link_id = l.id AND s.role = 'self'
+JOIN link_keys m ON m.key = s.key AND m.role = 'mention'
+JOIN links o ON o.id = m.link_id AND o.request_id != :id
+JOIN requests r ON r.id = o.request_id
+WHERE l.request_id = :id
+UNION ALL
+SELECT 'mentioned_by', :key, coalesce(m.relation, 'mention'), m.key, o.source || ':' || o.ref,
+       r.key
+FROM link_keys m JOIN links o ON o.id = m.link_id AND o.request_id != :id
+JOIN requests r ON r.id = o.request_id
+WHERE m.key = 'req:' || :id AND m.role = 'mention'
+"""
+
+
+def relations(ledger: Ledger, request_id: int) -> list[dict[str, Any]]:
+    """The request's relations, both ways (`syncd show`)."""
+    return _select(ledger, _RELATIONS_SQL, {"id": request_id, "key": request_key(request_id)})
 
 
 _HISTORY_SQL = """
@@ -245,7 +297,7 @@ LEFT JOIN people tp ON tp.id = e.to_value
 LEFT JOIN people ap ON ap.id = e.actor
 LEFT JOIN links l ON l.id = (SELECT min(x.id) FROM links x
                              WHERE x.request_id = e.request_id AND x.source = e.source)
-WHERE (:all = 1 OR e.kind = 'owner_changed')
+WHERE (:all = 1 OR e.kind IN ('owner_changed', 'merged', 'split', 'unlinked', 'relinked'))
   AND (:request_id IS NULL OR e.request_id = :request_id)
   AND (:since IS NULL OR coalesce(e.source_at, e.at) >= :since)
 ORDER BY "when", e.id

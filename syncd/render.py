@@ -155,6 +155,20 @@ def _writeback(wb: Mapping[str, Any] | None) -> str:
     return text
 
 
+# Events that change which items make up a request (syncd link, unlink, split, merges).
+IDENTITY_KINDS = ("merged", "split", "unlinked", "relinked")
+
+
+def identity_change(e: Mapping[str, Any]) -> str:
+    frm, to = e["from_value"] or "(none)", e["to_value"] or "(none)"
+    return {
+        "merged": f"{frm} merged into {to}",
+        "split": f"{to} split off {frm}",
+        "unlinked": f"an item left {frm} and became {to}",
+        "relinked": f"an item moved here from {frm}",
+    }[e["kind"]]
+
+
 def describe_event(e: Mapping[str, Any]) -> str:
     """One event as a sentence fragment: what changed, where, by whom, and why."""
     kind = e["kind"]
@@ -165,6 +179,8 @@ def describe_event(e: Mapping[str, Any]) -> str:
         text = f"linked {e['to_value']}"
     elif kind in ("owner_changed", "state_changed"):
         text = f"{e['field']}: {frm} -> {to}"
+    elif kind == "conflict" and e["field"] == "link":
+        text = f"not merged with {frm}"
     elif kind == "conflict":
         text = f"conflict on {e['field']}: kept {to}, lost {frm}"
     elif kind == "accepted":
@@ -173,6 +189,8 @@ def describe_event(e: Mapping[str, Any]) -> str:
         text = f"handoff to {to} escalated, not accepted in time"
     elif kind == "delegated":
         text = f"meant for {frm}, delegated to {to}"
+    elif kind in IDENTITY_KINDS:
+        text = identity_change(e)
     elif kind == "writeback":
         # The detail says where it was written ("written to acme/web#1") or why not: it is
         # the whole sentence, so the source and the detail are not repeated after it.
@@ -191,6 +209,16 @@ def describe_event(e: Mapping[str, Any]) -> str:
     return safe_text(text)
 
 
+def _linked_by(link: Mapping[str, Any]) -> str:
+    """How an item came to its request: "declared (jira:OPS-7)", "operator", "created"."""
+    via = link.get("via") or NONE
+    if link.get("held"):
+        via = "operator"
+    if via == "declared" and link.get("declares"):
+        via += f" ({', '.join(link['declares'][:2])})"
+    return via
+
+
 def request_view(r: Mapping[str, Any]) -> str:
     out = [
         f"{r['key']}  {safe_text(r['title'] or '')}",
@@ -204,11 +232,12 @@ def request_view(r: Mapping[str, Any]) -> str:
     ]
     if r["links"]:
         body = table(
-            ["SOURCE", "REF", "OWNER THERE", "STATE THERE", "WRITE-BACK", "URL"],
+            ["SOURCE", "REF", "LINKED BY", "OWNER THERE", "STATE THERE", "WRITE-BACK", "URL"],
             [
                 [
                     f"{link['source']} ({link['kind']})",
                     link["ref"],
+                    _linked_by(link),
                     link["snapshot_owner"] or "(unowned)",
                     link["snapshot_state"],
                     _writeback(link["writeback"]),
@@ -220,6 +249,22 @@ def request_view(r: Mapping[str, Any]) -> str:
         out += ["  " + line for line in body.splitlines()]
     else:
         out.append("  (none)")
+    if r.get("relations"):
+        out += ["", "Related items (relations: shown, never linked or written to):"]
+        body = table(
+            ["ITEM", "", "RELATION", "OTHER", "ITS REQUEST"],
+            [
+                [
+                    x["item"],
+                    "->" if x["direction"] == "mentions" else "<-",
+                    x["relation"],
+                    x["other_item"] or x["other_key"],
+                    x["other_request"],
+                ]
+                for x in r["relations"]
+            ],
+        )
+        out += ["  " + line for line in body.splitlines()]
     out += ["", "Timeline:"]
     out += [
         f"  {when(e['source_at'] or e['at'])}  {e['kind']:<13}  {describe_event(e)}"
@@ -252,6 +297,8 @@ def history_view(rows: list[dict[str, Any]], *, all_kinds: bool = False) -> str:
         elif r["kind"] in ("writeback", "conflict") and r["field"] in (None, "owner"):
             kept = "kept" if r["kind"] == "conflict" else "->"
             change = f"{kept} {_person(r['to'], r['to_name'])}"
+        elif r["kind"] in IDENTITY_KINDS:
+            change = identity_change(r)
         else:
             change = None
         row: list[str | None] = [when(r["when"]), r["request"]]
@@ -428,4 +475,60 @@ def quarantine_view(rows: list[dict[str, Any]], now: datetime) -> str:
                 for r in rows
             ],
         )
+def identity_view(o: Mapping[str, Any], actor: str) -> str:
+    """What `syncd link`, `unlink` or `split` did (or, with --dry-run, would do)."""
+    would = o["dry_run"]
+    owner = owner_text(o.get("owner"))
+    if o["action"] == "already":
+        return (
+            f"{o['item']} is in {o['request']} already; it stays there now whatever its text says"
+        )
+    if o["action"] == "unlinked":
+        lines = [
+            f"{o['item']} {'would leave' if would else 'left'} {o['from']} and "
+            f"{'would become' if would else 'is now'} {o['request']}, owned by {owner} "
+            f"(by {actor})",
+            "Nothing is written to any tool. Declarations of "
+            + ", ".join(o["set_apart"])
+            + " no longer link it.",
+        ]
+    elif o["action"] == "split":
+        lines = [
+            f"{o['request']} {'would split' if would else 'split'} off {o['from']} again, with "
+            f"{', '.join(o['items'])}, owned by {owner} (by {actor})",
+            "Nothing is written to any tool.",
+        ]
+    else:
+        verb = "merge into" if o["action"] == "merged" else "join"
+        past = "merged into" if o["action"] == "merged" else "joined"
+        lines = [
+            f"{o['item']} {('would ' + verb) if would else past} {o['request']} "
+            f"(from {o['from']}), owned by {owner} (by {actor})"
+        ]
+        if o["writes"]:
+            lines.append("Write-backs owed:")
+            lines += [
+                f"  {w['source']} {w['ref']}: owner {owner_text(w['value'])}" for w in o["writes"]
+            ]
+        else:
+            lines.append("No write-backs owed: every item already shows this owner.")
+    if would:
+        lines.append("Dry run: nothing was changed.")
+    return safe_text("\n".join(lines))
+
+
+def relink_view(rows: list[dict[str, Any]], link_on: str) -> str:
+    """`syncd relink --dry-run`: what the current rule would change."""
+    if not rows:
+        return f"the ledger agrees with the current rule (link_on = {link_on!r}): nothing to change"
+    body = table(
+        ["WOULD", "ITEM", "REQUEST", "LINKED BY", "WHY"],
+        [[r["action"], r["item"], r["request"], r["via"], r["reason"]] for r in rows],
+    )
+    drops = sum(r["action"] == "drop" for r in rows)
+    return safe_text(
+        f"Under link_on = {link_on!r}: {plural(drops, 'link')} the rule would not have made, "
+        f"{plural(len(rows) - drops, 'declaration')} meeting another request.\n"
+        + body
+        + "\nNothing was changed. Review, then `syncd unlink ITEM` or `syncd link REQ ITEM`."
     )

@@ -44,6 +44,7 @@ def observe(
     at: datetime,
     state: State = "open",
     mentions: tuple[str, ...] = (),
+    declared: tuple[str, ...] = (),
 ) -> Observation:
     kind = SOURCE_KIND[source]
     return Observation(
@@ -56,6 +57,7 @@ def observe(
         updated_at=at,
         keys=(f"{kind}:{ref}",),
         mentions=mentions,
+        declared=declared,
     )
 
 
@@ -98,7 +100,7 @@ def story(tmp_path: Path) -> Story:
                 "Checkout spinner never stops",
                 ("alice-m",),
                 now - 10 * d,
-                mentions=("jira:OPS-7",),
+                declared=("jira:OPS-7",),
             ),
             now - 10 * d + timedelta(minutes=1),
         )
@@ -129,7 +131,7 @@ def story(tmp_path: Path) -> Story:
                 "Checkout spinner never stops",
                 ("dave-gh",),
                 now - 3 * d,
-                mentions=("jira:OPS-7",),
+                declared=("jira:OPS-7",),
             ),
             now - timedelta(hours=1),
         )
@@ -325,6 +327,7 @@ def test_show_json_shape(runner: CliRunner, story: Story) -> None:
         "created_at",
         "updated_at",
         "links",
+        "relations",
         "events",
     }
     assert (r["key"], r["owner"], r["state"]) == ("REQ-1", "bob", "in_progress")
@@ -339,6 +342,9 @@ def test_show_json_shape(runner: CliRunner, story: Story) -> None:
         "source_updated_at",
         "first_seen_at",
         "last_seen_at",
+        "via",
+        "declares",
+        "held",
         "writeback",
     }
     assert (ops["source"], ops["kind"], ops["ref"], ops["snapshot_owner"]) == (

@@ -19,6 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from syncd.config import Config, Person
 from syncd.cycle import Engine
 from syncd.ledger import Ledger
+from syncd.lookup import find_item
 from syncd.models import Handoff
 from syncd.people import Directory, pick_owner
 from tests.memtool import Clock, MemAdapter, Tool, install
@@ -175,7 +176,12 @@ class Convergence(RuleBasedStateMachine):
         if source in self.unlinked or not self.settled(source):
             return
         kind, ref = SOURCES[source]
-        self.ledger.unlink_item(ref, actor="ops", note="not the same work", now=self.clock.tick())
+        self.ledger.unlink_item(
+            find_item(self.ledger, ref),
+            actor="ops",
+            note="not the same work",
+            now=self.clock.tick(),
+        )
         shown = self.tools[source].items[ref].owners
         self.unlinked[source] = pick_owner(tuple(shown), None, kind, DIRECTORY)
 
@@ -205,7 +211,9 @@ class Convergence(RuleBasedStateMachine):
         if source not in self.unlinked or not all(self.settled(s) for s in SOURCES):
             return
         _, ref = SOURCES[source]
-        self.ledger.link_item("REQ-1", ref, actor="ops", note=None, now=self.clock.tick())
+        self.ledger.link_item(
+            "REQ-1", find_item(self.ledger, ref), actor="ops", note=None, now=self.clock.tick()
+        )
         own = self.unlinked.pop(source)
         if self.latest is None:
             self.latest = own
@@ -268,7 +276,7 @@ class Convergence(RuleBasedStateMachine):
         (row,) = self.ledger.rows("SELECT owner FROM requests WHERE id = 1")
         assert row["owner"] == self.latest, "the latest change must win"
         for name, (kind, ref) in SOURCES.items():
-            want = self.unlinked[name] if name in self.unlinked else self.latest
+            want = self.unlinked.get(name, self.latest)
             owners = tuple(self.tools[name].items[ref].owners)
             assert pick_owner(owners, want, kind, DIRECTORY) == want, name
             (own,) = self.ledger.rows(

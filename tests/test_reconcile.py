@@ -143,7 +143,8 @@ def test_a_mention_is_a_relation_and_never_links(world):
     gh.create("acme/api#3", "The future issue", ["alice-gh"])
     engine.sync_once()
     assert q(ledger, "SELECT count(*) AS n FROM requests") == [{"n": 5}]
-    assert jr.writes == 0 and gh.writes == 0
+    assert jr.writes == 0
+    assert gh.writes == 0
     assert q(
         ledger,
         "SELECT key, relation FROM link_keys k JOIN links l ON l.id = k.link_id "

@@ -23,7 +23,7 @@ import click
 
 from syncd import __version__
 from syncd.cli import config as config_commands
-from syncd.cli import handoff, quarantine, reads, routing, running, schema, web
+from syncd.cli import handoff, links, quarantine, reads, routing, running, schema, web
 from syncd.cli.options import DEBUG_META, Env
 from syncd.config import DEFAULT_CONFIG_PATH
 from syncd.errors import ConfigError, SyncdError
@@ -159,6 +159,10 @@ for command in (
     reads.people_command,
     quarantine.quarantine_command,
     handoff.assign_command,
+    links.link_command,
+    links.unlink_command,
+    links.split_command,
+    links.relink_command,
     running.sync_command,
     running.run_command,
     running.reload_command,
