@@ -475,6 +475,9 @@ def quarantine_view(rows: list[dict[str, Any]], now: datetime) -> str:
                 for r in rows
             ],
         )
+    )
+
+
 def identity_view(o: Mapping[str, Any], actor: str) -> str:
     """What `syncd link`, `unlink` or `split` did (or, with --dry-run, would do)."""
     would = o["dry_run"]

@@ -245,13 +245,13 @@ def world(
     for person, (name, _, _) in PEOPLE.items():
         w.accounts[person] = jira_emulator.add_user(name)
     jira_emulator.add_project("OPS", "Operations", next_number=7)
-    # The ops team files OPS-7 and links the GitHub issue in its description.
+    # The ops team files OPS-7 and declares the GitHub issue in its description.
     jira_emulator.create_issue(
         "OPS",
         "Warehouse label printer down",
         adf(
-            [text("Printing fails since the deploy; backend bug: ")],
-            [link("acme/api issue", "https://github.com/acme/api/issues/12")],
+            [text("Printing fails since the deploy.")],
+            [text("GitHub issue: "), link("acme/api#12", "https://github.com/acme/api/issues/12")],
         ),
         assignee=w.accounts["alice"],
         status="In Progress",
@@ -277,13 +277,13 @@ def start_linked(world: World, *, carol_on_trello: bool = True) -> str:
         "OPS-7 to link to acme/api#12",
         timeout=15,
     )
-    # The business team's card mentions the Jira issue (after Jira was read, as in life:
-    # OPS-7 existed before anyone could mention it).
+    # The business team's card declares the Jira issue in a "Jira:" line (after Jira was
+    # read, as in life: OPS-7 existed before anyone could name it).
     world.card = world.trello.create_card(
         world.board,
         "Doing",
         "Acme Corp: shipping labels not printing",
-        "Escalated to ops as OPS-7.",
+        "Escalated to ops.\nJira: OPS-7",
         members=["alicemoreau"],
         by="alicemoreau",
     )

@@ -49,7 +49,9 @@ def owners(gh: GitHubEmulator, repo: str, n: int) -> list[str]:
 def test_handoff_through_the_rest_api_reaches_the_other_repo(tmp_path, gh, setup):
     config, ledger, trace, env = setup
     api = gh.create_issue("acme/api", "Checkout fails", assignees=["alice-gh"])
-    web = gh.create_issue("acme/web", "Spinner never stops", "Backend: acme/api#1")
+    web = gh.create_issue(
+        "acme/web", "[acme/api#1] Spinner never stops", "Backend side.", user="bob-gh"
+    )
     log = tmp_path / "daemon.log"
     with daemon(config, "--trace-http", str(trace), env=env, log=log) as proc:
         wait_until(lambda: owners(gh, "acme/web", web) == ["alice-gh"], what="alice on acme/web#1")

@@ -116,8 +116,10 @@ def test_a_mailbox_thread_and_a_github_issue_share_one_owner(
             lambda: query(ledger, "SELECT 1 FROM links WHERE source_updated_at IS NOT NULL"),
             what="the reply",
         )
-        # The GitHub issue for it names the request, so it joins the same request.
-        issue = gh.create_issue("acme/api", "Checkout fails", "Reported by mail: REQ-1")
+        # The GitHub issue for it declares the request, so it joins the same request.
+        issue = gh.create_issue(
+            "acme/api", "Checkout fails", "Request: REQ-1\n\nReported by mail.", user="alice-gh"
+        )
         wait_until(lambda: len(query(ledger, "SELECT 1 FROM links")) == 2, what="the issue link")
         assert query(ledger, "SELECT key FROM requests") == [("REQ-1",)]
 
