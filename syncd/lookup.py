@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from syncd.config import UNIX
+from syncd.config import UNIX, handle_kinds
 from syncd.crossref import extract_keys
 from syncd.errors import NotFound
 from syncd.ledger import Ledger, parse_request_key, request_key
@@ -109,6 +109,9 @@ def find_owner(ledger: Ledger, text: str, *, login: str, unmapped: bool = False)
         people = {r["person_id"] for r in rows if r["person_id"] is not None}
         if len(people) == 1:
             return str(people.pop())
+        tools = [k for k in handle_kinds() if k != UNIX]
+        if kind.lower() not in tools:
+            raise NotFound(f"{t!r}: unknown tool {kind!r} (known: {', '.join(tools)})")
         if unmapped:
             # The spelling the tool uses, when the ledger has seen this handle.
             return f"{kind.lower()}:{rows[0]['handle'] if rows else handle}"

@@ -119,3 +119,12 @@ def test_away_and_back_take_me_and_handles(story: Story) -> None:
     back = syncd("--ledger", story.path, "back", "github:BOB-OK")
     assert back.returncode == 0, back.stderr
     assert back.stdout == "bob is back\n"
+
+
+def test_an_unknown_tool_is_refused_even_with_unmapped(story: Story) -> None:
+    result = syncd("--ledger", story.path, "assign", "REQ-3", "githb:zed", "--unmapped")
+    assert result.returncode == 1
+    assert errors(result) == [
+        "'githb:zed': unknown tool 'githb' (known: email, github, jira, trello)"
+    ]
+    assert owner(story, "REQ-3") is None
