@@ -42,6 +42,8 @@ class Candidate:
     tools: frozenset[str] = frozenset()
     labels: frozenset[str] = frozenset()  # lower-cased, over every linked item
     requesters: frozenset[str] = frozenset()  # lower-cased, over every linked item
+    # Who owned it until it became unowned: someone who gave it up is not handed it again.
+    gave_up: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ def plan_routing(
         if len(plan.assignments) >= budget:
             plan.left += 1
             continue
-        skip = (exclude or {}).get(c.request_id)
+        skip = (exclude or {}).get(c.request_id) or c.gave_up
         owner: str | None
         meant_for: str | None = None
         if rule.assign.person is not None:

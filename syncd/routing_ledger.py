@@ -197,6 +197,16 @@ def candidates(c: sqlite3.Connection, only: Iterable[int] | None = None) -> list
             f["labels"].add(str(label).lower())
         if requester:
             f["req"].add(requester.lower())
+    # The owner each had until its last owner change left it unowned, if any.
+    gave_up = dict(
+        c.execute(
+            "SELECT e.request_id, e.from_value FROM events e WHERE e.id IN ("
+            " SELECT max(x.id) FROM events x WHERE x.kind = 'owner_changed' "
+            " AND x.request_id IN (SELECT value FROM json_each(?)) GROUP BY x.request_id) "
+            "AND e.to_value IS NULL",
+            (ids,),
+        ).fetchall()
+    )
     out = []
     for rid, key, title, state, since in rows:
         f = facts.get(rid, {})
@@ -211,6 +221,7 @@ def candidates(c: sqlite3.Connection, only: Iterable[int] | None = None) -> list
                 frozenset(f.get("tools", ())),
                 frozenset(f.get("labels", ())),
                 frozenset(f.get("req", ())),
+                gave_up.get(rid),
             )
         )
     return out

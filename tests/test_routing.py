@@ -363,3 +363,26 @@ def test_covering_moves_new_handoffs_and_only_with_move_open_the_old_work(
         ledger.assign("REQ-1", "ann", actor="ops", note=None, now=NOW + timedelta(minutes=6))
         assert dispatch.step(ledger, cfg, d, NOW + timedelta(minutes=7)).covered == []
         assert owners(ledger) == {1: "ann", 2: "ben"}
+
+
+def test_someone_who_gave_a_request_up_is_not_handed_it_again(tmp_path: Path) -> None:
+    cfg = config(
+        teams=[{"id": "t", "members": ["ann", "ben"]}],
+        routing=[{"name": "all", "assign": {"team": "t", "strategy": "least_loaded"}}],
+    )
+    d = Directory.build(cfg.people)
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.sync_people(cfg.people)
+        observe(ledger, cfg, 1, None, NOW - timedelta(hours=1))
+        assert [a.owner for a in dispatch.step(ledger, cfg, d, NOW).routed] == ["ann"]
+        observe(ledger, cfg, 1, "ann", NOW + timedelta(minutes=1))  # the tool shows her
+        # Ann takes herself off it in the tool: it is unowned again, and goes to Ben,
+        # although both now have none open and a tie goes to Ann.
+        observe(ledger, cfg, 1, None, NOW + timedelta(minutes=5))
+        assert owners(ledger) == {1: None}
+        report = dispatch.step(ledger, cfg, d, NOW + timedelta(minutes=6))
+        assert [a.owner for a in report.routed] == ["ben"]
+    plan = plan_routing(
+        [cand(1, gave_up="ann")], [rule("r", person="ann")], [], PEOPLE, {}, {}, {}, NOW, 20
+    )
+    assert plan.assignments == []
