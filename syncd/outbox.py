@@ -118,6 +118,28 @@ class DrainStats:
     raced: int = 0  # written, but a person changed the item meanwhile
 
 
+def _retry_or_give_up(
+    ledger: Ledger,
+    row: dict[str, Any],
+    exc: RetriableError,
+    max_attempts: int,
+    now: datetime | None,
+    stats: DrainStats,
+    finish: Callable[..., None],
+) -> int:
+    """After a retriable failure: try the row again after a backoff, or, past
+    `max_attempts`, dead-letter it with `finish` (finish_write or finish_comment).
+    Returns the attempts made."""
+    attempts = int(row["attempts"]) + 1
+    if attempts >= max_attempts:
+        finish(row["id"], "dead", error=f"gave up after {attempts} attempts: {exc}")
+        stats.dead += 1
+    else:
+        ledger.retry_write(row["id"], str(exc), (now or now_utc()) + backoff(attempts))
+        stats.failed += 1
+    return attempts
+
+
 def drain(
     ledger: Ledger,
     adapter: Adapter[Any],
@@ -217,15 +239,15 @@ def drain(
             stats.failed += 1
             break
         except RetriableError as exc:
-            attempts = row["attempts"] + 1
-            if attempts >= max_attempts:
-                ledger.finish_write(
-                    row["id"], "dead", error=f"gave up after {attempts} attempts: {exc}"
-                )
-                stats.dead += 1
-            else:
-                ledger.retry_write(row["id"], str(exc), (now or now_utc()) + backoff(attempts))
-                stats.failed += 1
+            attempts = _retry_or_give_up(
+                ledger,
+                row,
+                exc,
+                max_attempts,
+                now,
+                stats,
+                ledger.finish_write,
+            )
             log.warning(
                 "write-back failed",
                 source=adapter.name,
@@ -310,13 +332,15 @@ def drain_comments(
             stats.failed += 1
             break
         except RetriableError as exc:
-            attempts = row["attempts"] + 1
-            if attempts >= max_attempts:
-                ledger.finish_comment(row["id"], "dead", error=f"gave up after {attempts}: {exc}")
-                stats.dead += 1
-            else:
-                ledger.retry_write(row["id"], str(exc), (now or now_utc()) + backoff(attempts))
-                stats.failed += 1
+            _retry_or_give_up(
+                ledger,
+                row,
+                exc,
+                max_attempts,
+                now,
+                stats,
+                ledger.finish_comment,
+            )
             log.warning("handoff comment failed", source=adapter.name, error=str(exc))
         except (FatalError, SourceError) as exc:
             ledger.finish_comment(row["id"], "dead", error=str(exc))
