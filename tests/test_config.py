@@ -348,3 +348,38 @@ def test_debug_works_after_the_command_too(tmp_path: Path) -> None:
         assert result.stderr.splitlines()[-1].startswith("syncd: error: no ledger at ")
     quiet = syncd("--ledger", tmp_path / "none.db", "ls")
     assert "Traceback" not in quiet.stderr
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv to run syncd as another user than the daemon's",
+)
+def test_reload_of_another_users_daemon_says_what_to_run(tmp_path: Path) -> None:
+    # A process of root's, standing in for the daemon that runs as the service user.
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        result = subprocess.run(
+            [
+                *AS_NOBODY,
+                str(SYNCD),
+                "--ledger",
+                "/nonexistent/ledger.db",
+                "reload",
+                "--pid",
+                str(other.pid),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd="/",
+        )
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"syncd: error: not allowed to signal the daemon (pid {other.pid} runs as another "
+            "user); use `sudo systemctl reload syncd` (or syncd@NAME)\n"
+        )
+        assert other.poll() is None  # not signalled
+    finally:
+        other.kill()
+        other.wait()

@@ -804,6 +804,9 @@ def test_status_says_whether_a_daemon_holds_the_ledger(service: Service) -> None
     assert stopped["daemon"]["pid_alive"] is False
     first = cli("--config", str(service.config), "status").stdout.splitlines()[0]
     assert first.startswith(f"daemon: NOT RUNNING (last pid {proc.pid} gone, stopped ")
+    gone = cli("--config", str(service.config), "reload", "--pid", str(proc.pid))
+    assert gone.returncode == 1
+    assert gone.stderr == f"syncd: error: no process {proc.pid}; is the daemon running?\n"
     nothing = cli("--config", str(service.config), "reload")
     assert nothing.returncode == 1
     assert nothing.stderr == f"syncd: error: no daemon holds {service.ledger}; nothing to reload\n"

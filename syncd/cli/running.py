@@ -242,7 +242,15 @@ def reload_command(env: Env, pid: int | None, timeout: timedelta) -> None:
             raise SyncdError(f"cannot tell the daemon's pid from {daemonstate.lock_path(ledger)}")
     before = daemonstate.read_state(ledger)
     done = before.get("reloads", 0) if before.get("pid") == pid else 0
-    os.kill(pid, signal.SIGHUP)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise SyncdError(f"no process {pid}; is the daemon running?") from None
+    except PermissionError:
+        raise SyncdError(
+            f"not allowed to signal the daemon (pid {pid} runs as another user); "
+            "use `sudo systemctl reload syncd` (or syncd@NAME)"
+        ) from None
     deadline = time.monotonic() + timeout.total_seconds()
     while time.monotonic() < deadline:
         state = daemonstate.read_state(ledger)
