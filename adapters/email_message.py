@@ -119,10 +119,12 @@ class MailFacts:
     own: bool  # sent by syncd itself
     keywords: tuple[str, ...]  # lower-cased keywords (not system flags)
     modseq: int
-    # Every key the subject and text name; `declared` are those in a declaring place (a
-    # "[OPS-7] ..." subject, a "Jira: OPS-7" line), which count only from a trusted sender.
+    # Every key the subject and text name; `declared` are those the text puts in a declaring
+    # place (a "Jira: OPS-7" line), `title_declared` the subject's ("[OPS-7] ..."). They count
+    # only from a trusted sender, and the subject's only on the mail that starts a thread.
     mentions: tuple[str, ...] = ()
     declared: tuple[str, ...] = ()
+    title_declared: tuple[str, ...] = ()
     relation_kinds: tuple[tuple[str, str], ...] = ()
     command: str | None = None  # the argument of an /assign line, lower-cased
     notes: tuple[str, ...] = ()  # fallbacks taken while reading it
@@ -436,7 +438,10 @@ def read_message(fetched: Fetched, rules: Rules = DEFAULT_RULES) -> MailFacts:
     references = tuple(r for r in chain if r != message_id)
     subject_line = single_line(subject or "")
     text = body_text(header, fetched.body, notes)
-    refs = read_references(strip_reply_prefixes(subject_line), own_text(text), rules)
+    # The subject apart from the body: a reply inherits its subject, so only the body of a
+    # reply is its author's own declaration (see email_thread.MailState._describe).
+    head = read_references(strip_reply_prefixes(subject_line), None, rules)
+    body = read_references(None, own_text(text), rules)
     if len(fetched.body) >= fetched.body_limit:
         notes.append(
             f"only the first {fetched.body_limit} bytes of a {fetched.size}-byte mail were read"
@@ -454,9 +459,12 @@ def read_message(fetched: Fetched, rules: Rules = DEFAULT_RULES) -> MailFacts:
         own=own,
         keywords=keywords(fetched.flags),
         modseq=fetched.modseq,
-        mentions=(*refs.declared, *refs.mentions),
-        declared=refs.declared,
-        relation_kinds=refs.relation_kinds,
+        mentions=tuple(
+            dict.fromkeys((*head.declared, *head.mentions, *body.declared, *body.mentions))
+        ),
+        declared=body.declared,
+        title_declared=head.declared,
+        relation_kinds=(*head.relation_kinds, *body.relation_kinds),
         command=find_command(text),
         notes=tuple(notes),
         date=single_line(str(header.get("Date", "")))[:200] or None,

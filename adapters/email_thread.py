@@ -556,7 +556,10 @@ class MailState:
             if key in thread.mentions:
                 thread.relations.setdefault(key, kind)
         if sent.trusted:
-            for key in (*facts.declared, *([facts.tag] if facts.tag else [])):
+            # A reply inherits its subject ("Re: [OPS-7] ..." from the customer's "[OPS-7]
+            # ..."): only a thread's first mail declares by its subject; replies by their text.
+            starts = not facts.references
+            for key in (*(facts.title_declared if starts else ()), *facts.declared):
                 if key not in thread.declared and len(thread.declared) < MAX_MENTIONS:
                     thread.declared.append(key)
 

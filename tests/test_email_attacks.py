@@ -136,6 +136,33 @@ def test_an_outsider_declares_nothing_and_pre_claims_nothing(world: Any) -> None
     assert member.author_trusted
 
 
+def test_a_team_member_s_reply_does_not_launder_an_outsider_s_subject(world: Any) -> None:
+    w: World = world()
+    w.mailbox.deliver(compose("[OPS-7] printer jam", "mallory@evil.example", "m1@evil.example"))
+    # Alice answers: her client keeps the subject, which is not her declaration.
+    w.mailbox.deliver(
+        compose(
+            "Re: [OPS-7] printer jam",
+            "alice@example.com",
+            "a1@example.com",
+            "Looking into it.",
+            reply_to="m1@evil.example",
+        )
+    )
+    assert observed(w)["m1@evil.example"].declared == ()
+    # What she writes herself declares.
+    w.mailbox.deliver(
+        compose(
+            "Re: [OPS-7] printer jam",
+            "alice@example.com",
+            "a2@example.com",
+            "Jira: OPS-9\n",
+            reply_to="a1@example.com",
+        )
+    )
+    assert observed(w)["m1@evil.example"].declared == ("jira:OPS-9",)
+
+
 def test_a_forged_internal_sender_is_not_obeyed(world: Any) -> None:
     w: World = world(REQUIRE)
     w.mailbox.deliver(
