@@ -58,7 +58,8 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> date
 
 
 def _person(ledger: Ledger, text: str) -> str:
-    # Any case, a configured handle, or `me` (syncd.lookup); never an unmapped identity.
+    """A person named as everywhere else (id in any case, a handle, `me`); an identity no
+    person claims is refused, since only people can be away or cover."""
     return find_owner(ledger, text, login=operator_name())
 
 
@@ -189,7 +190,7 @@ def away_note(ledger: Ledger, person: str) -> str | None:
 
 
 @click.command("away", short_help="Record that someone is away; routing skips them.")
-@click.argument("person", metavar="PERSON")
+@click.argument("person", metavar="PERSON", shell_complete=complete.owners)
 @click.option(
     "--until",
     "until",
@@ -202,6 +203,7 @@ def away_note(ledger: Ledger, person: str) -> str | None:
 @click.option(
     "--delegate",
     metavar="PERSON",
+    shell_complete=complete.owners,
     help="Who receives the handoffs meant for them meanwhile (recorded as delegated).",
 )
 @click.option(
@@ -255,7 +257,7 @@ def away_command(
 
 
 @click.command("back", short_help="End someone's absence now.")
-@click.argument("person", metavar="PERSON")
+@click.argument("person", metavar="PERSON", shell_complete=complete.owners)
 @paths_option
 @pass_env
 def back_command(env: Env, person: str) -> None:
@@ -273,7 +275,9 @@ def back_command(env: Env, person: str) -> None:
 
 
 @click.command("accept", short_help="Accept a handoff on the new owner's behalf.")
-@click.argument("request", callback=request_argument, metavar="REQ")
+@click.argument(
+    "request", callback=request_argument, metavar="REQ", shell_complete=complete.requests
+)
 @click.option("--note", metavar="TEXT", help="Why; kept in the timeline.")
 @paths_option
 @pass_env
