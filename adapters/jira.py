@@ -135,6 +135,9 @@ FIELDS = (
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_TITLE = 1024
+# The changelog entries read back after a write, to find the write among them.
+_TAIL = 20
+_UNKNOWN = object()
 _MAX_NAME = 255
 _MAX_LABELS = 100  # labels and components kept per issue (routing rules test them)
 _PAYLOAD = 1000  # characters of a quarantined item kept as evidence
@@ -827,7 +830,53 @@ class JiraAdapter(Adapter[JiraConfig]):
         # One assignee: setting the new one replaces the old; only an unassignment needs null.
         body = {"accountId" if self.cloud else "name": add}
         self.client.request("PUT", f"{self.api}/issue/{key}/assignee", json_body=body)
+        if self.cloud:
+            self._undo_overwrite(key, add, remove)
         return self.read_owners(ref)
+
+    def _undo_overwrite(self, key: str, add: str | None, remove: tuple[str, ...]) -> None:
+        """Jira has one assignee and no conditional write, so a person's reassignment that
+        lands between syncd's read and its PUT would simply be replaced. The changelog says
+        whom the PUT replaced: if not the owner syncd read, a person had acted in between,
+        and their choice is put back. The outbox then sees owners its write does not explain
+        and records the race; the next poll takes the person's change."""
+        replaced = self._replaced_by(key, add)
+        expected = set(remove) if remove else {None}
+        if replaced is _UNKNOWN or replaced in expected:
+            return
+        self.client.request(
+            "PUT", f"{self.api}/issue/{key}/assignee", json_body={"accountId": replaced}
+        )
+
+    def _replaced_by(self, key: str, add: str | None) -> str | object | None:
+        """Whom the latest assignee change to `add` replaced (None: nobody), or _UNKNOWN
+        when the changelog does not show that change (Jira records no no-op)."""
+        path = f"{self.api}/issue/{key}/changelog"
+        head = self.client.json(
+            self.client.request("GET", path, params={"startAt": "0", "maxResults": "1"})
+        )
+        total = head.get("total") if isinstance(head, dict) else None
+        if type(total) is not int or total <= 0:
+            return _UNKNOWN
+        start = max(0, total - _TAIL)
+        page = self.client.json(
+            self.client.request(
+                "GET", path, params={"startAt": str(start), "maxResults": str(_TAIL)}
+            )
+        )
+        values = page.get("values") if isinstance(page, dict) else None
+        for history in reversed(values if isinstance(values, list) else []):
+            items = history.get("items") if isinstance(history, dict) else None
+            for item in reversed(items if isinstance(items, list) else []):
+                if not isinstance(item, dict):
+                    continue
+                if item.get("fieldId", item.get("field")) != "assignee":
+                    continue
+                if item.get("to") != add:
+                    return _UNKNOWN  # someone changed it again since: not ours to judge
+                before = item.get("from")
+                return before if before is None or isinstance(before, str) else _UNKNOWN
+        return _UNKNOWN
 
     # -- handoff comments -------------------------------------------------------------
 

@@ -40,6 +40,7 @@ EMAIL = "syncd-bot@acme.example"
 TOKEN = "ATATT3xFfGF0unitTestJiraToken0123456789"
 ALICE = "5b10ac8d82e05b22cc7d4ef5"
 BOB = "712020:3f1c7e9a-2b4d-4e6f-8a1b-9c0d2e3f4a5b"
+CAROL = "712020:0c2d4e6f-8a1b-4c3d-9e5f-7a6b5c4d3e2f"
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 T0 = "2024-05-01T11:50:00.000+0000"
 T1 = "2024-05-01T11:55:00.000+0000"
@@ -812,17 +813,47 @@ def assignee_answer(account: str | None) -> httpx.Response:
     )
 
 
+CHANGELOG = "/rest/api/3/issue/OPS-7/changelog"
+
+
+def changelog_answer(old: str | None, new: str | None) -> httpx.Response:
+    """The issue's changelog whose latest entry changed the assignee from `old` to `new`."""
+    item = {"field": "assignee", "fieldId": "assignee", "from": old, "to": new}
+    history = {"id": "10001", "created": "2026-03-01T10:00:00.000+0000", "items": [item]}
+    return httpx.Response(
+        200,
+        json={"startAt": 0, "maxResults": 1, "total": 1, "isLast": True, "values": [history]},
+    )
+
+
 def test_write_puts_the_account_id_then_reads_back(make: Any, router: respx.Router) -> None:
     put = router.put("/rest/api/3/issue/OPS-7/assignee").mock(return_value=httpx.Response(204))
+    router.get(CHANGELOG).mock(return_value=changelog_answer(ALICE, BOB))
     get = router.get("/rest/api/3/issue/OPS-7").mock(return_value=assignee_answer(BOB))
     owners = make().write_owner("OPS-7", BOB, (ALICE,), HANDOFF)
     assert owners == (BOB,)
+    assert put.call_count == 1
     assert json.loads(put.calls.last.request.content) == {"accountId": BOB}
     assert query(get.calls.last.request) == {"fields": "assignee"}
 
 
+def test_a_reassignment_the_write_replaced_is_put_back(make: Any, router: respx.Router) -> None:
+    # syncd read ALICE; a person gave the issue to CAROL just before syncd's PUT of BOB: the
+    # changelog shows the PUT replaced CAROL, so CAROL is put back and read back.
+    put = router.put("/rest/api/3/issue/OPS-7/assignee").mock(return_value=httpx.Response(204))
+    router.get(CHANGELOG).mock(return_value=changelog_answer(CAROL, BOB))
+    router.get("/rest/api/3/issue/OPS-7").mock(return_value=assignee_answer(CAROL))
+    owners = make().write_owner("OPS-7", BOB, (ALICE,), HANDOFF)
+    assert owners == (CAROL,)
+    assert [json.loads(c.request.content) for c in put.calls] == [
+        {"accountId": BOB},
+        {"accountId": CAROL},
+    ]
+
+
 def test_unassign_puts_null(make: Any, router: respx.Router) -> None:
     put = router.put("/rest/api/3/issue/OPS-7/assignee").mock(return_value=httpx.Response(204))
+    router.get(CHANGELOG).mock(return_value=changelog_answer(ALICE, None))
     router.get("/rest/api/3/issue/OPS-7").mock(return_value=assignee_answer(None))
     assert make().write_owner("OPS-7", None, (ALICE,), HANDOFF) == ()
     assert json.loads(put.calls.last.request.content) == {"accountId": None}
@@ -894,6 +925,7 @@ def test_requests_match_jiras_description(make: Any, router: respx.Router, tmp_p
     router.get(SEARCH).mock(return_value=results(issue("OPS-7", T0, assignee=ALICE)))
     router.post(BULK).mock(return_value=httpx.Response(200, json={"issueChangeLogs": []}))
     router.put("/rest/api/3/issue/OPS-7/assignee").mock(return_value=httpx.Response(204))
+    router.get(CHANGELOG).mock(return_value=changelog_answer(ALICE, BOB))
     router.get("/rest/api/3/issue/OPS-7").mock(return_value=assignee_answer(BOB))
     trace_path = tmp_path / "trace.jsonl"
     adapter = make(trace=TraceWriter(trace_path))
@@ -909,7 +941,7 @@ def test_requests_match_jiras_description(make: Any, router: respx.Router, tmp_p
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 conforming, 0 not conforming" in result.stdout
+    assert "7 conforming, 0 not conforming" in result.stdout
 
 
 # -- identity: text and remote links -------------------------------------------------------
