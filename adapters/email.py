@@ -341,6 +341,12 @@ class EmailAdapter(Adapter[EmailConfig]):
         )
         if target.person is None:
             return Sent(trusted=sender.trusted), target.refused
+        person = self.directory.people[target.person]
+        if not person.handles_for(KIND):
+            # The mailbox names owners by address; without one the owner would be read
+            # back as an unmapped identity, not as the person.
+            reason = f"/assign {facts.command} refused: {target.person} has no email handle in [[people]]"
+            return Sent(trusted=sender.trusted), reason
         handle = self.handle_of(target.person)
         return Sent(command=handle, actor=facts.sender, trusted=sender.trusted), None
 

@@ -41,6 +41,11 @@ handles = { email = "alice@example.com", github = "alice-gh" }
 id = "bob"
 name = "Bob Okafor"
 handles = { email = "bob@example.com", github = "bob-gh" }
+
+[[people]]
+id = "dana"
+name = "Dana Ivers"
+handles = { github = "dana-gh" }
 """
 AUTHENTICATED = f"{MTA}; spf=pass smtp.mailfrom=example.com; dkim=pass header.d=example.com; dmarc=pass header.from=example.com"
 
@@ -225,6 +230,7 @@ def test_a_forged_internal_sender_is_not_obeyed(world: Any) -> None:
             "support@example.com",
             "/assign support@example.com refused: that is the shared mailbox itself",
         ),
+        ("dana", "/assign dana refused: dana has no email handle in [[people]]"),
         (
             "mallory@evil.example",
             "/assign mallory@evil.example refused: not a person id, a person's email handle or 'me'",
