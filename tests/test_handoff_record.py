@@ -429,3 +429,33 @@ def test_an_outsider_a_quote_or_code_hand_nothing_off_and_say_why(
     assert reason in refused["detail"]
     shown = CliRunner().invoke(cli, ["--ledger", str(world.path), "history", "--all"])
     assert reason in shown.stdout
+
+
+# -- activity for acceptance ---------------------------------------------------------------
+
+
+def test_each_tool_reports_who_commented_and_who_moved_the_item(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world(web={"read_comments": True}, board={"read_comments": True})
+    world.github.add_comment(REPO, world.issue, "Looking into it", user="bob-s")
+    world.jira.add_comment(world.key, "On it", by=world.acc["bob"])
+    world.jira.transition(world.key, "In Progress", by=world.acc["bob"])
+    world.trello.comment(world.card, "Mine now", by="bobstone")
+
+    def seen(source: str) -> set[tuple[str, str, str | None, bool]]:
+        adapter = world.adapter(source)
+        pages = list(adapter.pull(world.ledger.cursor(source)))
+        return {
+            (a.kind, a.actor, a.text, a.trusted)
+            for p in pages
+            for o in p.observations
+            for a in o.activity
+        }
+
+    assert seen("web") == {("comment", "bob-s", "Looking into it", True)}
+    assert seen("ops") == {
+        ("comment", world.acc["bob"], "On it", True),
+        ("state", world.acc["bob"], None, False),
+    }
+    assert seen("board") == {("comment", "bobstone", "Mine now", True)}

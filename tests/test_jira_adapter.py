@@ -496,7 +496,7 @@ def test_bulk_changelog_gives_exact_owner_times(make: Any, router: respx.Router)
     first, second = (json.loads(c.request.content) for c in bulk.calls)
     assert first == {
         "issueIdsOrKeys": ["OPS-7", "OPS-8"],
-        "fieldIds": ["assignee"],
+        "fieldIds": ["assignee", "status"],
         "maxResults": 1000,
     }
     assert second["nextPageToken"] == "more"
