@@ -9,10 +9,14 @@ lives in temporary directories that are removed at the end (the demo's own one i
 with --keep), and every server it started is stopped.
 
 The story. Checkout fails for some cards: support files acme/api#1 and assigns Alice; the
-web team files acme/web#1 and links the API issue; ops opens OPS-7 in Jira with a link to it;
-later the account team puts a Trello card on its board that mentions OPS-7, and a customer
-writes to support@ quoting OPS-7. syncd folds all five into one request and gives every item
-Alice; in the mailbox that is the keyword owner-alice on the thread and one reply saying so.
+web team files acme/web#1 as "[acme/api#1] Checkout button spins forever"; ops opens OPS-7
+in Jira with a "GitHub issue: acme/api#1" line; later the account team puts a Trello card
+on its board with a "Jira: OPS-7" line. Each of these *declares* the same work, the way a
+team would, so syncd folds them into one request (README "How items are linked"). A
+customer writes to support@ quoting OPS-7: an outsider's mail never links by what it says,
+so it becomes a request of its own until an operator runs `syncd link REQ-1 <Message-ID>`.
+Then every item has Alice; in the mailbox that is the keyword owner-alice on the thread and
+one reply saying so.
 Then Alice hands the API issue to Bob in GitHub, and Bob appears in acme/web, Jira, Trello
 and the mailbox; then Bob hands the card to Carol in Trello, and Carol appears everywhere
 else. Each handoff moves the thread's keyword and sends exactly one reply into the thread.
@@ -33,6 +37,7 @@ import contextlib
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -148,6 +153,10 @@ SYNCD_SENDER = "syncd@acme.example"
 CUSTOMER = "Dana Whitfield <dana@globex.example>"
 CUSTOMER_MAIL_ID = "card-payments-4711@globex.example"
 CUSTOMER_SUBJECT = "Card payments declined at checkout (your ref OPS-7)"
+# How each item declares that it is the same work as acme/api#1 (or OPS-7).
+WEB_DECLARES = "[acme/api#1]"
+OPS_DECLARES = "GitHub issue: "
+CARD_DECLARES = "Jira: OPS-7"
 CUSTOMER_BODY = """\
 Hello,
 
@@ -284,8 +293,11 @@ class World:
 
 def seed(world: World) -> None:
     gh = world.github
+    # The support desk and the web lead are collaborators too: on GitHub only members'
+    # declarations link ([sources] trusted_authors).
+    team = [v[1] for v in PEOPLE.values()] + ["support-desk", "web-lead"]
     for repo in ("acme/api", "acme/web"):
-        gh.add_repo(repo, collaborators=[v[1] for v in PEOPLE.values()])
+        gh.add_repo(repo, collaborators=team)
     gh.create_issue(
         "acme/api",
         "Checkout fails for cards issued in the EU",
@@ -295,8 +307,8 @@ def seed(world: World) -> None:
     )
     gh.create_issue(
         "acme/web",
-        "Checkout button spins forever",
-        "Customers report the spinner never stops. Backend side: acme/api#1",
+        f"{WEB_DECLARES} Checkout button spins forever",
+        "Customers report the spinner never stops; the backend side is the API issue.",
         user="web-lead",
     )
     gh.create_issue("acme/web", "Dark mode toggle is unreadable", assignees=["bob-ok"])
@@ -306,10 +318,11 @@ def seed(world: World) -> None:
         "OPS",
         "EU card payments failing at checkout",
         adf(
+            [text("Card payments from the EU fail at the 3-D Secure step.")],
             [
-                text("Engineering tracks it in "),
+                text(OPS_DECLARES),
                 link("acme/api#1", "https://github.com/acme/api/issues/1"),
-            ]
+            ],
         ),
         assignee=world.accounts["alice"],
     )
@@ -376,23 +389,60 @@ def linked(ledger: Path) -> int:
     return ledger_count(ledger, "SELECT count(*) FROM links WHERE request_id = 1")
 
 
+def mail_request(ledger: Path) -> int | None:
+    """The request the customer's mail is in, once the mailbox has been read."""
+    return (
+        ledger_count(
+            ledger,
+            "SELECT coalesce((SELECT request_id FROM links WHERE source = 'support' LIMIT 1), 0)",
+        )
+        or None
+    )
+
+
+def operator_links_the_mail(ledger: Path) -> None:
+    """`syncd link`, as an operator would type it in another terminal."""
+    args = ["link", "REQ-1", f"<{CUSTOMER_MAIL_ID}>", "--note", "Dana's mail is about this"]
+    click.echo("  $ syncd " + " ".join(shlex.quote(a) for a in args))
+    ran = subprocess.run(
+        [sys.executable, "-m", "syncd", "--ledger", str(ledger), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    for line in (ran.stdout + ran.stderr).splitlines():
+        click.echo("  " + safe_text(line))
+
+
 def story(world: World, daemon: Daemon, ledger: Path) -> None:
     """What the people in the story do, while the daemon runs in the main thread."""
     try:
         if wait_for(lambda: world.owners()["GitHub acme/web#1"] == "alice"):
-            step("syncd linked acme/api#1, acme/web#1 and OPS-7, and gave acme/web#1 to Alice")
+            step(
+                f"acme/web#1's title starts with {WEB_DECLARES} and OPS-7 says "
+                f"'{OPS_DECLARES}acme/api#1': syncd linked the three as declared, and gave "
+                "acme/web#1 to Alice"
+            )
         world.card = world.trello.create_card(
             world.board,
             "Doing",
             "Acme Corp: card payments failing",
-            "Escalated to ops as OPS-7.",
+            f"Escalated to ops.\n{CARD_DECLARES}",
             members=["alicemoreau"],
             by="alicemoreau",
         )
-        step("the account team adds a Trello card that mentions OPS-7, with Alice on it")
+        step(f"the account team adds a Trello card with a '{CARD_DECLARES}' line, Alice on it")
         if world.mail:
             world.mail.uid = world.mail.mailbox.deliver(customer_mail())
             step(f"a customer writes to {MAILBOX}: {CUSTOMER_SUBJECT!r}")
+            # An outsider's mail is a request of its own, whatever it quotes.
+            wait_for(lambda: mail_request(ledger) not in (None, 1))
+            step(
+                f"the mail is a request of its own, REQ-{mail_request(ledger)}: an outsider's "
+                "mention of OPS-7 links nothing. An operator links it:"
+            )
+            operator_links_the_mail(ledger)
             ok = wait_for(lambda: world.everywhere("alice") and world.replied(1))
             world.relay()
             step(
@@ -570,7 +620,7 @@ def run_demo(
             step(f"SKIPPED the shared mailbox (email) part of the story: {skipped}")
         world.accounts = {pid: world.jira.add_user(v[0]) for pid, v in PEOPLE.items()}
         seed(world)
-        step("seeded acme/api#1 (Alice), acme/web#1 (mentions it), OPS-7 (links it) and others")
+        step("seeded acme/api#1 (Alice), acme/web#1 and OPS-7 (each declares it) and others")
         config_path = work / "syncd.toml"
         config_path.write_text(config_text(world))
         with log_path.open("w") as log_file:

@@ -640,6 +640,8 @@ class Ledger:
         c.execute("UPDATE outbox SET request_id = ? WHERE request_id = ?", (keep, gone))
         if why is not None and why.evidence:
             detail = "; ".join(cand.describe(via) for cand in why.evidence)
+        elif actor is not None:
+            detail = f"an operator linked {g.key if via == 'operator' else via} into {k.key}"
         else:
             detail = f"{via} links both {k.key} and {g.key}: one request"
         detail += f" (undo: syncd split {g.key})"

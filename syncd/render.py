@@ -517,7 +517,7 @@ def identity_view(o: Mapping[str, Any], actor: str) -> str:
             lines.append("No write-backs owed: every item already shows this owner.")
     if would:
         lines.append("Dry run: nothing was changed.")
-    return safe_text("\n".join(lines))
+    return "\n".join(safe_text(line) for line in lines)
 
 
 def relink_view(rows: list[dict[str, Any]], link_on: str) -> str:
@@ -529,7 +529,7 @@ def relink_view(rows: list[dict[str, Any]], link_on: str) -> str:
         [[r["action"], r["item"], r["request"], r["via"], r["reason"]] for r in rows],
     )
     drops = sum(r["action"] == "drop" for r in rows)
-    return safe_text(
+    return shown(
         f"Under link_on = {link_on!r}: {plural(drops, 'link')} the rule would not have made, "
         f"{plural(len(rows) - drops, 'declaration')} meeting another request.\n"
         + body

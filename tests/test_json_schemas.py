@@ -8,6 +8,7 @@ command cannot ship an undocumented shape.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,35 @@ RUNS: dict[str, Run] = {
         ["--ledger", s.path, "quarantine", "--all"],
     ],
     "route": lambda s, c: [["--config", routing_config(s, c), "route", "--dry-run"]],
+    "link": lambda s, c: [
+        ["--ledger", s.path, "link", "REQ-1", "acme/api#13", "--dry-run"],
+        ["--ledger", s.path, "link", "REQ-1", "acme/api#13"],  # a merge
+        ["--ledger", s.path, "link", "REQ-1", "acme/api#13"],  # already there
+        ["--ledger", s.path, "link", "REQ-3", "acme/api#12"],  # moves one item
+    ],
+    "unlink": lambda s, c: [
+        ["--ledger", s.path, "unlink", "acme/api#12", "--dry-run"],
+        ["--ledger", s.path, "unlink", "acme/api#12"],
+    ],
+    "split": lambda s, c: merged(s, [["--ledger", s.path, "split", "REQ-2", "--dry-run"]]),
+    "relink": lambda s, c: old_rule(s, [["--ledger", s.path, "relink", "--dry-run"]]),
 }
+
+
+def old_rule(story: Story, runs: list[list[str | Path]]) -> list[list[str | Path]]:
+    """The story's ledger as if REQ-1's two items had been linked by a mention: no
+    declaration recorded, as in a ledger built under the old rule."""
+    con = sqlite3.connect(story.path)
+    with con:
+        con.execute("DELETE FROM link_keys WHERE role = 'declared'")
+    con.close()
+    return runs
+
+
+def merged(story: Story, runs: list[list[str | Path]]) -> list[list[str | Path]]:
+    """The story's ledger with REQ-2 merged into REQ-1 by an operator, for `split`."""
+    syncd("--ledger", story.path, "link", "REQ-1", "REQ-2")
+    return runs
 
 
 def routing_config(story: Story, beside: Path) -> Path:
@@ -122,7 +151,10 @@ def test_json_output_matches_its_schema(command: str, story: Story, config: Path
         result = syncd(*json_args, env=ENV)
         assert result.returncode == 0, (json_args, result.stderr)
         value: Any = json.loads(result.stdout)
-        assert value or command not in ("route", "quarantine"), (json_args, "nothing to check")
+        assert value or command not in ("route", "quarantine", "relink"), (
+            json_args,
+            "nothing to check",
+        )
         errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(value)]
         assert not errors, (json_args, errors)
 
