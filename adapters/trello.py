@@ -216,6 +216,7 @@ class _Action:
     card: str
     creator: str | None = None  # idMemberCreator: who did it
     text: str | None = None  # a comment's text
+    kind: str | None = None  # as activity: comment, assign, state (list or archive), edit
 
     @property
     def by_syncd(self) -> bool:
@@ -338,7 +339,20 @@ def _read_action(raw: object, types: Sequence[str] = ACTION_TYPES) -> _Action | 
         card_id,
         creator if isinstance(creator, str) and _ID.match(creator) else None,
         text[:_MAX_COMMENT] if isinstance(text, str) else None,
+        _activity_kind(str(kind), data if isinstance(data, dict) else {}),
     )
+
+
+def _activity_kind(kind: str, data: dict[str, Any]) -> str | None:
+    if kind == COMMENT:
+        return "comment"
+    if kind in _MEMBER_ACTIONS:
+        return "assign"
+    if kind == "updateCard":
+        old = data.get("old")
+        moved = "listAfter" in data or (isinstance(old, dict) and "closed" in old)
+        return "state" if moved else "edit"
+    return None
 
 
 def _rate_limit_wait(response: httpx.Response) -> float | None:
@@ -484,20 +498,21 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         return (*ACTION_TYPES, COMMENT) if self.config.wants_comments else ACTION_TYPES
 
     def _activity(self, actions: Sequence[_Action]) -> dict[str, tuple[Activity, ...]]:
-        """The comments among the actions, by card, oldest first."""
+        """What people did, by card, oldest first: comments, member changes, list moves and
+        archiving (state), other edits; all from the feed already read."""
         said: dict[str, list[Activity]] = {}
         for a in sorted(actions, key=lambda a: (a.date, a.id)):
-            if a.type == COMMENT and a.creator is not None:
+            if a.kind is not None and a.creator is not None:
                 said.setdefault(a.card, []).append(
                     Activity(
                         actor=self._handle(a.creator),
                         at=a.date,
-                        kind="comment",
+                        kind=a.kind,
                         id=a.id,
                         text=a.text,
                         # Only board members comment on a board's cards; commands still
                         # come only from people mapped in the config.
-                        trusted=True,
+                        trusted=a.kind == "comment",
                         by_syncd=a.by_syncd,
                     )
                 )

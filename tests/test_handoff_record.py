@@ -442,6 +442,7 @@ def test_each_tool_reports_who_commented_and_who_moved_the_item(
     world.jira.add_comment(world.key, "On it", by=world.acc["bob"])
     world.jira.transition(world.key, "In Progress", by=world.acc["bob"])
     world.trello.comment(world.card, "Mine now", by="bobstone")
+    world.trello.move_card(world.card, "Done", by="bobstone")
 
     def seen(source: str) -> set[tuple[str, str, str | None, bool]]:
         adapter = world.adapter(source)
@@ -458,4 +459,7 @@ def test_each_tool_reports_who_commented_and_who_moved_the_item(
         ("comment", world.acc["bob"], "On it", True),
         ("state", world.acc["bob"], None, False),
     }
-    assert seen("board") == {("comment", "bobstone", "Mine now", True)}
+    assert seen("board") == {
+        ("comment", "bobstone", "Mine now", True),
+        ("state", "bobstone", None, False),
+    }
