@@ -1,6 +1,8 @@
-"""The `syncd` command. The group and exit codes are in syncd.cli.main; shared options in
-syncd.cli.options; each area's commands in a module of their own."""
+"""The `syncd` command. The group, its exit codes and `main` are in syncd.cli.main; shared
+options in syncd.cli.options; each area's commands in a module of their own.
 
-from syncd.cli.main import SyncdGroup, cli, main
+`main` is deliberately not re-exported here: the name would hide the submodule."""
 
-__all__ = ["SyncdGroup", "cli", "main"]
+from syncd.cli.main import SyncdGroup, cli
+
+__all__ = ["SyncdGroup", "cli"]
