@@ -481,7 +481,7 @@ def quarantine_view(rows: list[dict[str, Any]], now: datetime) -> str:
 def identity_view(o: Mapping[str, Any], actor: str) -> str:
     """What `syncd link`, `unlink` or `split` did (or, with --dry-run, would do)."""
     would = o["dry_run"]
-    owner = owner_text(o.get("owner"))
+    owned = f"owned by {owner_text(o['owner'])}" if o.get("owner") else "unowned"
     if o["action"] == "already":
         return (
             f"{o['item']} is in {o['request']} already; it stays there now whatever its text says"
@@ -489,8 +489,7 @@ def identity_view(o: Mapping[str, Any], actor: str) -> str:
     if o["action"] == "unlinked":
         lines = [
             f"{o['item']} {'would leave' if would else 'left'} {o['from']} and "
-            f"{'would become' if would else 'is now'} {o['request']}, owned by {owner} "
-            f"(by {actor})",
+            f"{'would become' if would else 'is now'} {o['request']}, {owned} (by {actor})",
             "Nothing is written to any tool. Declarations of "
             + ", ".join(o["set_apart"])
             + " no longer link it.",
@@ -498,7 +497,7 @@ def identity_view(o: Mapping[str, Any], actor: str) -> str:
     elif o["action"] == "split":
         lines = [
             f"{o['request']} {'would split' if would else 'split'} off {o['from']} again, with "
-            f"{', '.join(o['items'])}, owned by {owner} (by {actor})",
+            f"{', '.join(o['items'])}, {owned} (by {actor})",
             "Nothing is written to any tool.",
         ]
     else:
@@ -506,7 +505,7 @@ def identity_view(o: Mapping[str, Any], actor: str) -> str:
         past = "merged into" if o["action"] == "merged" else "joined"
         lines = [
             f"{o['item']} {('would ' + verb) if would else past} {o['request']} "
-            f"(from {o['from']}), owned by {owner} (by {actor})"
+            f"(from {o['from']}), {owned} (by {actor})"
         ]
         if o["writes"]:
             lines.append("Write-backs owed:")

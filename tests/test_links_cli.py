@@ -201,7 +201,7 @@ def test_unlink_makes_its_own_request_and_sticks_across_polls(runner, world) -> 
     text = ok(
         runner, world, "unlink", "https://github.com/acme/api/issues/12", "--note", "other bug"
     )
-    assert "api:acme/api#12 left REQ-1 and is now REQ-3, owned by (unowned) (by opsuser)" in text
+    assert "api:acme/api#12 left REQ-1 and is now REQ-3, unowned (by opsuser)" in text
     assert "Nothing is written to any tool." in text
     assert world.request_of("acme/api#12") == "REQ-3"
     assert pending(world) == []  # the owed write is off: nothing is written to anyone
