@@ -214,9 +214,10 @@ class Daemon:
             )
         if again is not None:
             self._run_at(name, self._trailing(*again))
-        if changed and not self.stop.is_set():
-            # A change seen here is owed to other sources now; with webhooks on, their
-            # interval can be long, so their jobs run at once instead of waiting for it.
+        if changed and self.listener is not None and not self.stop.is_set():
+            # A change seen here is owed to other sources now. With webhooks on, their
+            # interval can be long (10m), so their jobs run at once instead of waiting for
+            # it. Without a listener the intervals are short and nothing changes.
             for other in self.ledger.sources_owed():
                 if other != name:
                     self.wake(other)

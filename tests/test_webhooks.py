@@ -151,7 +151,7 @@ class Daemon:
     def callback(self) -> str:
         return f"{self.url}/hooks/trello"
 
-    def config(self, hang_after: str = "10m") -> Path:
+    def config(self, hang_after: str = "10m", link_on: str = "declared") -> Path:
         path = self.tmp / "syncd.toml"
         path.write_text(
             f"""
@@ -165,6 +165,9 @@ stop_timeout = "3s"
 [http]
 listen = "127.0.0.1:{self.port}"
 max_body = 4096
+
+[matching]
+link_on = "{link_on}"
 
 [[sources]]
 name = "github"
@@ -221,10 +224,10 @@ handles = {{ github = "bob-gh", jira = "{self.accounts["bob"]}", trello = "bobt"
             "T_TRELLO_HOOK": SECRETS["trello"],
         }
 
-    def start(self, hang_after: str = "10m") -> None:
+    def start(self, hang_after: str = "10m", link_on: str = "declared") -> None:
         with (self.tmp / "syncd.log").open("wb") as log:
             self.process = subprocess.Popen(
-                [SYNCD, "run", "--config", str(self.config(hang_after))],
+                [SYNCD, "run", "--config", str(self.config(hang_after, link_on))],
                 env=self.env(),
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -348,6 +351,27 @@ def test_signed_hooks_wake_the_right_source_and_nothing_else(daemon):
     m = daemon.metrics()
     for source in changes:
         assert m[("syncd_webhooks_total", (("result", "accepted"), ("source", source)))] == 1
+
+
+@pytest.mark.slow
+def test_a_hooked_handoff_is_written_to_the_other_tools_at_once(daemon):
+    # How the two items become one request is not the subject here: in this mode a plain
+    # mention links them.
+    daemon.start(link_on="any-mention")
+    card = daemon.trello.create_card(
+        daemon.board, "To Do", "Printer down", "See OPS-1", members=["alicet"], by="alicet"
+    )
+    assert daemon.signed("trello", b'{"action": {"type": "createCard"}}').status_code == 202
+    both = (
+        "SELECT count(*) FROM links WHERE request_id = "
+        "(SELECT request_id FROM links WHERE ref = 'OPS-1')"
+    )
+    wait_for(lambda: daemon.query(both) == [(2,)], "the card to join OPS-1's request")
+    daemon.jira.set_assignee("OPS-1", daemon.accounts["bob"])
+    assert daemon.signed("jira", b'{"webhookEvent": "jira:issue_updated"}').status_code == 202
+    # Trello polls every 10 minutes: only the wake-up of the source owed the write can make
+    # the new owner arrive on the card within seconds.
+    wait_for(lambda: daemon.trello.members_of(card) == ["bobt"], "bob on the Trello card")
 
 
 @pytest.mark.slow
