@@ -219,3 +219,36 @@ def test_attachments_read_are_kept_across_a_restart(
         assert trello_emulator.count("GET", "/cards/{id}/attachments") == 0
     finally:
         again.close()
+
+
+def test_declarations_link_in_the_ledger_and_an_outsiders_do_not(
+    world: tuple[Engine, str],
+    github_emulator: GitHubEmulator,
+    jira_emulator: JiraEmulator,
+    trello_emulator: TrelloEmulator,
+) -> None:
+    engine, board = world
+    key = jira_emulator.create_issue("OPS", "Login fails", "Blocked by OPS-9")
+    github_emulator.create_issue("acme/api", f"[{key}] Login fails", user="alice-m")
+    github_emulator.create_issue("acme/api", f"[{key}] quick question", user="mallory")
+    github_emulator.create_issue("acme/api", "Checkout slow", user="alice-m")
+    other = jira_emulator.create_issue("OPS", "Checkout slow")
+    jira_emulator.add_remote_link(other, "https://github.com/acme/api/issues/3", "acme/api#3")
+    card = trello_emulator.create_card(board, "Doing", "Account: login", members=["alicemoreau"])
+    trello_emulator.attach(card, f"https://acme.atlassian.net/browse/{key}", key)
+    for _ in range(2):
+        assert all(r.ok for r in engine.sync_once())
+    request = {
+        (r["source"], r["ref"]): r["request_id"]
+        for r in engine.ledger.rows("SELECT source, ref, request_id FROM links")
+    }
+    login = request[("jira", key)]
+    # A collaborator's "[OPS-1] ..." title and a Trello attachment declare OPS-1.
+    assert request[("github", "acme/api#1")] == login
+    assert request[("trello", card)] == login
+    # An outsider's "[OPS-1] quick question" on the public repository is its own request.
+    outsider = request[("github", "acme/api#2")]
+    assert outsider != login
+    # A Jira remote link declares the GitHub issue it points at.
+    assert request[("github", "acme/api#3")] == request[("jira", other)]
+    assert len({login, outsider, request[("jira", other)]}) == 3
