@@ -638,6 +638,7 @@ class Ledger:
             (ts, gone),
         )
         c.execute("UPDATE outbox SET request_id = ? WHERE request_id = ?", (keep, gone))
+        self._repoint(c, gone, keep)
         if why is not None and why.evidence:
             detail = "; ".join(cand.describe(via) for cand in why.evidence)
         elif actor is not None:
@@ -667,6 +668,21 @@ class Ledger:
             ),
         )
         c.execute("DELETE FROM requests WHERE id = ?", (gone,))
+
+    def _repoint(self, c: sqlite3.Connection, gone: int, keep: int) -> None:
+        """Every other row that names request `gone` (follow-through's handoffs, who touched
+        it, comment commands, and whatever later migrations add) now names `keep`. Where
+        `keep` has its own row already (one per request, or per request and person), that
+        one stays: it is the request's own, newer state."""
+        refs = [
+            (table, fk[3])
+            for (table,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            for fk in c.execute(f"PRAGMA foreign_key_list({table})")
+            if fk[2] == "requests" and table not in ("links", "events", "outbox")
+        ]
+        for table, column in refs:
+            c.execute(f"UPDATE OR IGNORE {table} SET {column} = ? WHERE {column} = ?", (keep, gone))
+            c.execute(f"DELETE FROM {table} WHERE {column} = ?", (gone,))
 
     @staticmethod
     def rows_in(c: sqlite3.Connection, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:

@@ -406,3 +406,63 @@ def test_an_owner_unmapped_in_one_tool_is_skipped_there_visibly(world: World) ->
     status = {s["source"]: s for s in world.cli("status", "--json")["sources"]}
     assert status["trello"]["outbox_skipped"] == 0
     assert world.stop() == 0
+
+
+def test_an_unlinked_card_stays_apart_across_polls_and_a_restart(world: World) -> None:
+    key = start_linked(world)
+    config = world.tmp / "syncd.toml"
+
+    def card_request() -> str:
+        rows = world.query(
+            "SELECT r.key FROM links l JOIN requests r ON r.id = l.request_id WHERE l.ref = ?",
+            world.card,
+        )
+        return str(rows[0][0]) if rows else ""
+
+    def card_read_again(after: str) -> bool:
+        rows = world.query("SELECT last_seen_at FROM links WHERE ref = ?", world.card)
+        return bool(rows) and rows[0][0] > after
+
+    def last_seen() -> str:
+        return str(world.query("SELECT last_seen_at FROM links WHERE ref = ?", world.card)[0][0])
+
+    out = world.cli("unlink", world.card, "--note", "a different escalation", "--json")
+    own = out["request"]
+    assert (out["from"], out["owner"], out["writes"]) == (key, "alice", [])
+    assert card_request() == own
+    # The card is read again, its "Jira: OPS-7" line unchanged: it stays apart.
+    seen = last_seen()
+    world.trello.edit_card(
+        world.card, desc="Escalated to ops.\nJira: OPS-7\nStill failing.", by="alicemoreau"
+    )
+    wait_for(lambda: card_read_again(seen), "the edited card to be read")
+    assert card_request() == own
+    # A handoff of the request reaches Jira and GitHub, not the card.
+    world.github.set_assignees(REPO, 12, ["bob-ok"])
+    wait_for(lambda: world.jira_owner() == world.accounts["bob"], "bob on OPS-7")
+    time.sleep(1.5 * INTERVAL)
+    assert world.trello_owners() == ["alicemoreau"]
+    # Across a restart, and another read naming only what it left: still apart.
+    assert world.stop() == 0
+    world.start(config)
+    seen = last_seen()
+    world.trello.edit_card(
+        world.card, desc=f"Jira: OPS-7\nGitHub: acme/api#12\nRequest: {key}", by="alicemoreau"
+    )
+    wait_for(lambda: card_read_again(seen), "the card to be read after the restart")
+    assert card_request() == own
+    assert world.trello_owners() == ["alicemoreau"]
+    # Its text names a different item: that declaration links it.
+    world.jira.create_issue("OPS", "Acme Corp account review", assignee=world.accounts["carol"])
+    wait_for(lambda: bool(world.query("SELECT 1 FROM links WHERE ref = 'OPS-8'")), "OPS-8")
+    world.trello.edit_card(world.card, desc="Jira: OPS-8", by="alicemoreau")
+    wait_for(
+        lambda: card_request() not in ("", own, key),
+        "the card to join OPS-8's request",
+    )
+    history = world.cli("history", "--all", "--json")
+    kinds = {(h["kind"], h["request"]) for h in history}
+    assert ("unlinked", key) in kinds
+    # its own request folded into OPS-8's, visibly (and `syncd split` would undo it)
+    assert ("merged", card_request()) in kinds
+    assert world.stop() == 0
