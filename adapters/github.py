@@ -328,6 +328,11 @@ def _parse_time(value: object) -> datetime:
     return when.astimezone(UTC)
 
 
+def _assignee_state(owners: tuple[str, ...]) -> str:
+    """What is remembered of an issue's assignees, to notice when they change."""
+    return json.dumps(sorted(h.lower() for h in owners))
+
+
 def _format_time(when: datetime) -> str:
     # GitHub documents `since` as YYYY-MM-DDTHH:MM:SSZ; fractions appear only from emulators.
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -438,6 +443,9 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         self._secondary_strikes = 0
         self._last_write: float | None = None
         self._own_store: MemoryStore | None = MemoryStore()
+        # Assignees syncd wrote on an issue, until the next listing shows them (see
+        # _owner_history): issue number -> what _assignee_state makes of them.
+        self._written: dict[int, str] = {}
         self._store: StateStore = self._own_store
         self.client = ApiClient(
             service="github",
@@ -571,11 +579,13 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         out = []
         for obs in page.observations:
             key = keys[obs.ref]
-            now = json.dumps(sorted(h.lower() for h in obs.owners))
+            now = _assignee_state(obs.owners)
             before = stored.get(key)
             if before != now:
                 page.state[key] = now
-                if before is not None or (incremental and obs.owners):
+                # What syncd itself just wrote needs no events: the ledger knows that change.
+                ours = self._written.pop(int(key[2:]), None) == now
+                if not ours and (before is not None or (incremental and obs.owners)):
                     obs = self._with_assignment(obs)
             out.append(obs)
         page.observations = out
@@ -810,7 +820,9 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         drop = [h for h in remove if add is None or h.lower() != add.lower()]
         if drop:
             owners = self._owners_in(self._write("DELETE", path, drop), ref)
-        return owners if owners is not None else self.read_owners(ref)
+        after = owners if owners is not None else self.read_owners(ref)
+        self._written[number] = _assignee_state(after)
+        return after
 
     def _write(self, method: str, path: str, logins: list[str]) -> httpx.Response:
         return self._write_json(method, path, {"assignees": logins})
