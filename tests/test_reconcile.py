@@ -337,3 +337,24 @@ def test_under_any_mention_an_item_naming_two_requests_merges_them(any_mention_w
     assert conflict == {"from_value": "alice", "to_value": "bob"}
     assert gh.items["acme/api#1"].owners == ["bob-gh"]
     assert jr.items["OPS-3"].owners == ["acc-bob"]
+
+
+@pytest.mark.parametrize("link_on", ["declared", "any-mention"])
+def test_an_outsider_cannot_pre_claim_items_that_do_not_exist_yet(tmp_path, link_on):
+    """An outsider's item naming acme/api#2..#9 and REQ-1 claims none of them: when a team
+    member opens acme/api#3 later, it is a request of its own, under either rule."""
+    for engine, ledger, gh, jr in make_world(tmp_path, link_on):
+        gh.create("acme/api#1", "Bug", ["alice-gh"])
+        future = tuple(f"github:acme/api#{n}" for n in range(2, 10))
+        jr.create("OPS-1", "quick question", [], mentions=(*future, "req:1"), trusted=False)
+        engine.sync_once()
+        gh.create("acme/api#3", "Login fails", ["bob-gh"])
+        engine.sync_once()
+        assert q(ledger, "SELECT ref, request_id FROM links ORDER BY id") == [
+            {"ref": "acme/api#1", "request_id": 1},
+            {"ref": "OPS-1", "request_id": 2},
+            {"ref": "acme/api#3", "request_id": 3},
+        ]
+        assert q(ledger, "SELECT owner FROM requests WHERE id = 3") == [{"owner": "bob"}]
+        assert gh.writes == 0
+        assert jr.writes == 0
