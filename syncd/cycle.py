@@ -43,6 +43,8 @@ class PollResult:
     applied: ApplyStats = field(default_factory=ApplyStats)
     requests: int = 0
     error: str | None = None
+    # "ref: reason" of the items this poll quarantined (the first _NAMED_QUARANTINE).
+    quarantined: list[str] = field(default_factory=list)
 
 
 def _add(total: ApplyStats, part: ApplyStats) -> None:
@@ -115,7 +117,7 @@ class Engine:
         result = PollResult(name, ok=True)
         before = self._count(adapter)
         retry_at: datetime | None = None
-        quarantined: list[str] = []
+        quarantined = result.quarantined
         try:
             run_commands = isinstance(adapter.config, CommentSettings) and adapter.config.commands
             for page in adapter.pull(self.ledger.cursor(name)):

@@ -133,6 +133,8 @@ def test_malformed_item_is_quarantined_and_the_cycle_goes_on(tmp_path, gh, setup
     )
     result = syncd("--config", str(config), "sync", "--once", env=env, check=False)
     assert result.returncode == 0, result.stderr
+    # The item is named with its reason, not only counted.
+    assert "  quarantined acme/api#2: assignees is missing" in result.stdout
     con = sqlite3.connect(ledger)
     assert con.execute("SELECT title FROM requests").fetchall() == [("Good one",)]
     (reason,) = con.execute("SELECT reason FROM quarantine WHERE source = 'api'").fetchone()

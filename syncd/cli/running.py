@@ -100,6 +100,7 @@ def sync_command(
                         "changed": r.applied.changed,
                         "conflicts": r.applied.conflicts,
                         "quarantined": r.applied.quarantined,
+                        "quarantined_items": r.quarantined,
                         "requests": r.requests,
                         "outbox_pending": outbox.get(r.source, {}).get("outbox_pending"),
                         "outbox_dead": outbox.get(r.source, {}).get("outbox_dead"),
@@ -123,6 +124,8 @@ def sync_command(
             line += f"; error: {r.error}"
         # An error may quote the source's answer: no control characters reach the terminal.
         click.echo(safe_text(redact(line)))
+        for item in r.quarantined:
+            click.echo(safe_text(redact(f"  quarantined {item}")))
     if failed:
         raise SyncdError(f"{len(failed)} of {len(results)} sources failed: {', '.join(failed)}")
 
