@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from syncd.adapters.base import MemoryStore
 from syncd.config import load_config
 from syncd.cycle import Engine
 from syncd.ledger import Ledger
-from syncd.models import Observation
+from syncd.models import Observation, Page
+from syncd.people import Directory
 from tests.daemonproc import syncd
 from tests.mailservers import (
     Mailbox,
@@ -107,6 +109,55 @@ def authenticated(raw: bytes, verdict: str = AUTHENTICATED) -> bytes:
 
 
 REQUIRE = f'require_authentication = true\nauthserv_id = "{MTA}"\nreply_to = "requester"'
+
+
+def test_an_outsider_s_mention_of_a_request_does_not_join_it(world: Any) -> None:
+    w: World = world()
+    w.mailbox.deliver(compose("Printer on fire", "Alice <alice@example.com>", "p1@example.com"))
+    w.sync()
+    assert w.request_of("p1@example.com")["key"] == "REQ-1"
+    w.mailbox.deliver(
+        compose(
+            "quick question",
+            "Mallory <mallory@evil.example>",
+            "m1@evil.example",
+            "Any news on REQ-1? Also [REQ-1] and Same as: REQ-1",
+        )
+    )
+    w.sync()
+    # Its own request: a mention is a relation, and an outsider declares nothing.
+    assert w.request_of("m1@evil.example")["key"] == "REQ-2"
+    assert len(w.rows("SELECT 1 FROM links WHERE request_id = 1")) == 1
+    # So a handoff of REQ-1 is not mailed to the outsider.
+    w.ledger.assign("REQ-1", "bob", actor="ops-lead", note="internal: budget approved")
+    w.sync()
+    assert all("mallory@evil.example" not in r.rcpt_tos for r in w.smtp.received)
+
+
+def test_an_outsider_cannot_pre_claim_items_that_do_not_exist_yet(world: Any) -> None:
+    w: World = world()
+    keys = " ".join([*(f"acme/api#{n}" for n in range(2, 30)), *(f"OPS-{n}" for n in range(8, 30))])
+    w.mailbox.deliver(
+        compose("quick question", "mallory@evil.example", "m2@evil.example", f"See {keys}")
+    )
+    w.sync()
+    mallory = w.request_of("m2@evil.example")
+    # A team member opens acme/api#3 later: it is its own request, with its own title.
+    issue = Observation(
+        source="api",
+        ref="acme/api#3",
+        url="https://github.com/acme/api/issues/3",
+        title="Login fails on Safari",
+        state="open",
+        owners=("bob-gh",),
+        updated_at=datetime.now(UTC),
+        keys=("github:acme/api#3",),
+    )
+    w.ledger.apply_page("api", "github", Page([issue]), Directory.build(w.engine.config.people))
+    joined = w.request_of("acme/api#3")
+    assert joined["key"] != mallory["key"]
+    assert joined["title"] == "Login fails on Safari"
+    assert joined["owner"] == "bob"
 
 
 def observed(w: World) -> dict[str, Observation]:
