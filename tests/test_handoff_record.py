@@ -463,3 +463,15 @@ def test_each_tool_reports_who_commented_and_who_moved_the_item(
         ("comment", "bobstone", "Mine now", True),
         ("state", "bobstone", None, False),
     }
+
+
+def test_a_jira_note_can_be_internal_and_is_a_document(make_world: Callable[..., World]) -> None:
+    world = make_world(ops={"comment_visibility": {"type": "role", "value": "Developers"}})
+    world.ledger.assign(world.request(), "bob", actor="morgan", note=NOTE)
+    world.sync()
+    (comment,) = world.jira.comments(world.key)
+    assert comment["visibility"] == {"type": "role", "value": "Developers"}
+    body = comment["body"]
+    assert body["type"] == "doc"
+    assert [p["type"] for p in body["content"]] == ["paragraph", "paragraph", "paragraph"]
+    assert body["content"][1]["content"][0]["text"] == f"Note: {NOTE}"
