@@ -188,3 +188,14 @@ def test_metrics_count_awaiting_and_overdue_handoffs(ledger_path):
     assert samples[("syncd_handoffs_overdue", ())] == 1
     assert samples[("syncd_handoffs_total", (("source", "api"),))] == 4
     assert samples[("syncd_requests", (("state", "done"),))] == 1
+
+
+def test_a_ledger_gone_missing_is_a_503_page_not_a_crash(client, ledger_path):
+    ledger_path.rename(ledger_path.with_name("moved.db"))
+    r = client.get("/")
+    assert r.status_code == 503
+    assert "cannot be read" in r.text
+    assert r.headers["content-security-policy"] == CSP
+    feed = client.get("/api/feed")
+    assert feed.status_code == 503
+    assert "error" in feed.json()

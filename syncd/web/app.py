@@ -19,6 +19,7 @@ Routes:
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from syncd import render
 from syncd.config import Team
-from syncd.errors import NotFound
+from syncd.errors import NotFound, SyncdError
 from syncd.ledger import Ledger, now_utc
 from syncd.models import STATES
 from syncd.queries import request_detail
@@ -176,6 +177,14 @@ def create_app(settings: Settings) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return page(request, "missing.html", {"message": "No such page."}, status=404)
 
+    async def unreadable(request: Request, exc: Exception) -> Response:
+        # The ledger moved, was replaced or is locked for long: say so, keep serving, and
+        # let the feed's indicator turn red; the next request tries again.
+        message = f"The ledger cannot be read now: {exc}"
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": message}, status_code=503)
+        return page(request, "missing.html", {"message": message}, status=503)
+
     routes = [
         Route("/", board, methods=["GET"]),
         Route("/r/{key}", request_page, methods=["GET"]),
@@ -183,7 +192,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/feed", feed_api, methods=["GET"]),
         Mount("/static", StaticFiles(packages=[("syncd.web", "static")]), name="static"),
     ]
-    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {404: not_found}
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        404: not_found,
+        SyncdError: unreadable,
+        sqlite3.Error: unreadable,
+    }
     return Starlette(
         routes=routes,
         middleware=[
