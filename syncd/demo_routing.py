@@ -158,7 +158,8 @@ def run_routing_demo(
             "OPS",
             "Warehouse label printer",
             adf(
-                [text("Tracked in ")], [link("acme/api#1", "https://github.com/acme/api/issues/1")]
+                # One line: "Tracked in" declares the issue it is followed by.
+                [text("Tracked in "), link("acme/api#1", "https://github.com/acme/api/issues/1")]
             ),
         )
         step("seeded acme/api#1 and #2, labelled printer, nobody on them; OPS-7 tracks #1")

@@ -157,7 +157,8 @@ def relink_command(env: Env, dry_run: bool, as_json: bool) -> None:
     an item in another request ("link"). Items an operator linked or unlinked keep that say.
 
     A ledger knows an item's declarations from the last time it read the item, so an item
-    not changed since an upgrade shows none until it changes.
+    not changed since an upgrade shows none until it changes. With --ledger and no config,
+    the rule is the default, declared.
 
     \b
     Examples:
