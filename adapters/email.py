@@ -519,7 +519,7 @@ class EmailAdapter(Adapter[EmailConfig]):
         uids: set[int] = set()
         for i in range(0, len(wanted), _SEARCH_CHUNK):
             uids.update(self.imap.search(rebuild_criteria(wanted[i : i + _SEARCH_CHUNK])))
-        todo = sorted(uids - set(state.tracked_uids(folder)))
+        todo = state.untracked(folder, info.uidvalidity, uids)
         quarantined: list[Quarantined] = []
         ids: list[str] = []
         for i in range(0, len(todo), _BATCH):

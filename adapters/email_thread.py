@@ -502,6 +502,13 @@ class MailState:
     def _tracks(self, folder: str, uidvalidity: int, uid: int) -> bool:
         return self._get(_uid_key(folder, uidvalidity, uid)) is not None
 
+    def untracked(self, folder: str, uidvalidity: int, uids: Iterable[int]) -> list[int]:
+        """Those of `uids` that are not known messages, looked up in one query (a thread
+        search finds a few UIDs; listing every tracked one would read them all)."""
+        wanted = sorted(set(uids))
+        self._prefetch(_uid_key(folder, uidvalidity, u) for u in wanted)
+        return [u for u in wanted if not self._tracks(folder, uidvalidity, u)]
+
     def incomplete(self) -> list[str]:
         """Threads this cycle created from a reply alone: their root and earlier messages
         may be elsewhere in the mailbox, and an observation of a part of a thread could
