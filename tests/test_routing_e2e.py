@@ -53,7 +53,8 @@ def test_a_new_labelled_issue_is_routed_and_written_to_github_and_its_jira_issue
     world.jira.create_issue(
         "OPS",
         "Printer jams",
-        adf([text("Tracked in ")], [link("GitHub", f"https://github.com/{REPO}/issues/{number}")]),
+        # "Tracked in" and the issue's URL on one line: a declaration.
+        adf([text("Tracked in "), link("GitHub", f"https://github.com/{REPO}/issues/{number}")]),
     )
     world.start(configure(world, ROUTING))
     wait_for(
