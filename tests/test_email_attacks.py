@@ -270,6 +270,8 @@ def test_a_forged_internal_sender_is_not_obeyed(world: Any) -> None:
         "actor": "alice",
         "detail": "/assign by alice@example.com in message <a1@example.com>",
     }
+    history = syncd("--ledger", str(w.ledger.path), "history", "REQ-1").stdout
+    assert "in message <a1@example.com>" in " ".join(history.split())
 
 
 @pytest.mark.parametrize(
