@@ -543,7 +543,9 @@ class Ledger:
         if decision.action == "merge":
             name = f"{obs.source}:{obs.ref}"
             for gone in decision.merge:
-                self._merge(c, decision.request_id or 0, gone, name, now, why=decision)
+                self._merge(
+                    c, decision.request_id or 0, gone, name, now, why=decision, source=obs.source
+                )
         return target, decision
 
     def _record_ambiguity(
@@ -596,12 +598,15 @@ class Ledger:
         note: str | None = None,
         why: Decision | None = None,
         keep_owner: bool = False,
+        source: str | None = None,
     ) -> None:
         """Fold request `gone` into `keep`. Links, events and owed writes move; the owner set
         later wins (with keep_owner, `keep`'s owner stands unless it has none), and a
         different owner on the other side is recorded as a conflict. The merge is recorded in
         `merges`, so `syncd split` can undo it."""
         ts = iso(now)
+        # Where it happened: the operator, or the source of the item that declared it.
+        src = "operator" if actor else (source or via)
         k, g = self._request_state(c, keep), self._request_state(c, gone)
         gone_row = self.rows_in(c, "SELECT * FROM requests WHERE id = ?", (gone,))[0]
         link_ids = [r[0] for r in c.execute("SELECT id FROM links WHERE request_id = ?", (gone,))]
@@ -625,7 +630,7 @@ class Ledger:
                     (
                         keep,
                         ts,
-                        via,
+                        src,
                         loser.values["owner"],
                         winner.values["owner"],
                         f"{g.key} merged into {k.key} with a different owner; {rule}",
@@ -649,7 +654,7 @@ class Ledger:
         c.execute(
             "INSERT INTO events (request_id, at, kind, source, actor, from_value, to_value, note, detail) "
             "VALUES (?, ?, 'merged', ?, ?, ?, ?, ?, ?)",
-            (keep, ts, "operator" if actor else via, actor, g.key, k.key, note, detail),
+            (keep, ts, src, actor, g.key, k.key, note, detail),
         )
         c.execute(
             "INSERT INTO merges (kept_id, gone_id, gone_key, gone_row, link_ids, event_ids, via, "

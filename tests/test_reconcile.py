@@ -358,3 +358,61 @@ def test_an_outsider_cannot_pre_claim_items_that_do_not_exist_yet(tmp_path, link
         assert q(ledger, "SELECT owner FROM requests WHERE id = 3") == [{"owner": "bob"}]
         assert gh.writes == 0
         assert jr.writes == 0
+
+
+def test_a_declaration_added_later_links_then_and_removing_it_unlinks_nothing(world):
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    jr.create("OPS-1", "Incident", [])
+    engine.sync_once()
+    assert ledger.counts()["requests"] == 2
+    jr.edit("OPS-1", declared=("github:acme/api#1",))  # "[acme/api#1] Incident"
+    engine.sync_once()
+    engine.sync_once()
+    assert q(ledger, "SELECT ref, request_id FROM links ORDER BY id") == [
+        {"ref": "acme/api#1", "request_id": 1},
+        {"ref": "OPS-1", "request_id": 1},
+    ]
+    (merged,) = q(ledger, "SELECT from_value, to_value, source FROM events WHERE kind = 'merged'")
+    assert merged == {"from_value": "REQ-2", "to_value": "REQ-1", "source": "jr"}
+    assert jr.items["OPS-1"].owners == ["acc-alice"]  # it took the request's owner
+    jr.edit("OPS-1", declared=())
+    engine.sync_once()
+    assert q(ledger, "SELECT count(*) AS n FROM requests") == [{"n": 1}]
+    # the merge is undone by the operator, and stays undone
+    ledger.split("REQ-2", actor="ops", note="not the same")
+    engine.sync_once()
+    assert q(ledger, "SELECT ref, request_id FROM links ORDER BY id") == [
+        {"ref": "acme/api#1", "request_id": 1},
+        {"ref": "OPS-1", "request_id": 2},
+    ]
+
+
+def test_a_later_declaration_across_two_groups_merges_nothing(world):
+    engine, ledger, gh, jr = world
+    gh.create("acme/api#1", "Bug", ["alice-gh"])
+    gh.create("acme/api#5", "Other bug", ["bob-gh"])
+    jr.create("OPS-1", "Incident", [], declared=("github:acme/api#1",))
+    engine.sync_once()
+    engine.sync_once()
+    writes = (gh.writes, jr.writes)
+    jr.edit("OPS-1", declared=("github:acme/api#1", "github:acme/api#5"))
+    engine.sync_once()
+    engine.sync_once()
+    assert q(ledger, "SELECT ref, request_id FROM links ORDER BY id") == [
+        {"ref": "acme/api#1", "request_id": 1},
+        {"ref": "acme/api#5", "request_id": 2},
+        {"ref": "OPS-1", "request_id": 1},
+    ]
+    assert (gh.writes, jr.writes) == writes
+    evidence = q(
+        ledger,
+        "SELECT request_id, detail FROM events WHERE kind = 'conflict' AND field = 'link' "
+        "ORDER BY request_id",
+    )
+    assert [e["request_id"] for e in evidence] == [1, 2]
+    assert "jr:OPS-1 declares gh:acme/api#5 (REQ-2)" in evidence[0]["detail"]
+    # read again unchanged: the evidence is not repeated
+    jr.touch(jr.items["OPS-1"])
+    engine.sync_once()
+    assert len(q(ledger, "SELECT 1 FROM events WHERE kind = 'conflict' AND field = 'link'")) == 2
