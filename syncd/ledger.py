@@ -546,6 +546,10 @@ class Ledger:
                 self._merge(
                     c, decision.request_id or 0, gone, name, now, why=decision, source=obs.source
                 )
+            if link is not None and place is not None and place.request_id in decision.merge:
+                # A lone item that joined by its new declaration: say so in `show`.
+                how = "declared" if link_on == "declared" else "mention"
+                c.execute("UPDATE links SET via = ? WHERE id = ?", (how, link.id))
         return target, decision
 
     def _record_ambiguity(

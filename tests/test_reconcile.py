@@ -376,6 +376,7 @@ def test_a_declaration_added_later_links_then_and_removing_it_unlinks_nothing(wo
     (merged,) = q(ledger, "SELECT from_value, to_value, source FROM events WHERE kind = 'merged'")
     assert merged == {"from_value": "REQ-2", "to_value": "REQ-1", "source": "jr"}
     assert jr.items["OPS-1"].owners == ["acc-alice"]  # it took the request's owner
+    assert q(ledger, "SELECT via FROM links WHERE ref = 'OPS-1'") == [{"via": "declared"}]
     jr.edit("OPS-1", declared=())
     engine.sync_once()
     assert q(ledger, "SELECT count(*) AS n FROM requests") == [{"n": 1}]
