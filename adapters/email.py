@@ -629,7 +629,9 @@ class EmailAdapter(Adapter[EmailConfig]):
         for (folder, uidvalidity), uids in _by_folder(thread).items():
             self._select(folder, uidvalidity, writable=False)
             for uid, (flags, modseq) in self.imap.flags(uids).items():
-                state.set_keywords(folder, uid, [f.lower() for f in flags], modseq, now)
+                state.set_keywords(
+                    folder, uid, [f.lower() for f in flags], modseq, now, uidvalidity
+                )
         state.settle(now)
         return state.threads[thread.root]
 

@@ -388,12 +388,6 @@ class MailState:
         text = self._get(f"m:{message_id}")
         return json.loads(text) if text else None
 
-    def _uid_root(self, folder: str, uid: int) -> str | None:
-        uidvalidity = self._uidvalidity(folder)
-        if uidvalidity is None:
-            return None
-        return self._get(_uid_key(folder, uidvalidity, uid))
-
     def _uidvalidity(self, folder: str) -> int | None:
         known = self.folders.get(folder)
         return known.uidvalidity if known else None
@@ -577,16 +571,23 @@ class MailState:
         keywords: Iterable[str],
         modseq: int,
         now: datetime,
+        uidvalidity: int | None = None,
     ) -> str | None:
         """A known message's keywords as the server shows them now. Returns its thread's
-        root when the syncd keywords changed, None otherwise (or when it is not tracked)."""
-        root = self._uid_root(folder, uid)
+        root when the syncd keywords changed, None otherwise (or when it is not tracked).
+        `uidvalidity` defaults to the folder's in the cursor; a write-back, which may run
+        before any poll, names it."""
+        uidvalidity = uidvalidity if uidvalidity is not None else self._uidvalidity(folder)
+        if uidvalidity is None:
+            return None
+        root = self._get(_uid_key(folder, uidvalidity, uid))
         thread = self.thread(root) if root is not None else None
         if root is None or thread is None:
             return None
         relevant = self.words.relevant(keywords)
         for m in thread.messages:
-            if self._current(m) and m.folder == folder and m.uid == uid and m.keywords != relevant:
+            same = (m.folder, m.uidvalidity, m.uid) == (folder, uidvalidity, uid)
+            if same and m.keywords != relevant:
                 self.touch(root)
                 m.keywords = relevant
                 for keyword in relevant:

@@ -656,6 +656,19 @@ def test_writes_before_the_first_poll_find_the_thread_on_the_server(
         adapter.read_owners("nope@nowhere.example")
 
 
+def test_a_restarted_adapter_reads_the_owner_the_server_shows_not_the_one_it_remembers(
+    make: Callable[..., Reader], mailbox: Mailbox
+) -> None:
+    reader = tagged_thread(mailbox, make)
+    r2 = mailbox.uids()[1]
+    mailbox.tag(r2, add=["owner-bob"], remove=["owner-alice"])
+    # A new process (a restart) writes back before it polls: it knows the thread from the
+    # ledger, and must still read the keywords the server has now.
+    again = make().adapter
+    again.bind_store(reader.store)
+    assert again.read_owners("r1@customer.org") == ("bob@example.com",)
+
+
 # -- TLS --------------------------------------------------------------------------------
 
 
