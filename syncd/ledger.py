@@ -42,7 +42,7 @@ from syncd.matching import (
 )
 from syncd.matching import Item as MatchItem
 from syncd.models import Cursor, Observation, Page, Quarantined
-from syncd.people import Directory
+from syncd.people import Directory, pick_owner
 from syncd.reconcile import (
     FIELDS,
     LinkState,
@@ -699,6 +699,39 @@ class Ledger:
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
+    def _unrecorded_write(
+        self,
+        c: sqlite3.Connection,
+        link: LinkState,
+        obs: Observation,
+        kind: str,
+        d: Directory,
+        now: datetime,
+    ) -> LinkState:
+        """A write syncd sent just before a crash, never recorded, read back by the next
+        poll: the tool shows the value of the latest write syncd attempted on this link and
+        never heard back from (no outcome, not even an error), though the owner has moved on
+        elsewhere since. That is syncd's own echo, not a person's newer change, which would
+        otherwise undo the change made elsewhere: the link takes it as its snapshot."""
+        snap = link.snapshot.get("owner")
+        seen = pick_owner(obs.owners, snap, kind, d)
+        if seen == snap:
+            return link
+        row = c.execute(
+            "SELECT id, value, status FROM outbox WHERE link_id = ? AND field = 'owner' "
+            "AND attempted_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (link.id,),
+        ).fetchone()
+        if row is None or row[1] != seen or row[2] not in ("pending", "superseded"):
+            return link
+        if c.execute("SELECT last_error FROM outbox WHERE id = ?", (row[0],)).fetchone()[0]:
+            return link  # that attempt failed: the value there is someone else's doing
+        if row[2] == "pending":
+            c.execute(
+                "UPDATE outbox SET status = 'done', updated_at = ? WHERE id = ?", (iso(now), row[0])
+            )
+        return replace(link, snapshot={**link.snapshot, "owner": seen})
+
     def _apply_observation(
         self,
         c: sqlite3.Connection,
@@ -734,6 +767,11 @@ class Ledger:
                 ).fetchone()
             )
         request = self._request_state(c, request_id) if request_id is not None else None
+        echoed = False
+        if link is not None:
+            recorded = link
+            link = self._unrecorded_write(c, link, obs, kind, d, now)
+            echoed = link is not recorded  # the snapshot moved: what is owed is recomputed
         plan = plan_observation(obs, kind, link, request, d)
         if plan.new_link and request is not None:
             how = "; ".join(e.describe(f"{obs.source}:{obs.ref}") for e in decision.evidence)
@@ -883,6 +921,7 @@ class Ledger:
             or decision.action == "merge"
             or "owner" in plan.canonical
             or link is None
+            or echoed
             or snap["owner"] != link.snapshot.get("owner")
         ):
             self._queue_owner_writes(c, rid, origin=obs.source, actor=None, note=None, now=now)

@@ -325,3 +325,16 @@ def test_a_person_editing_between_read_and_write_converges() -> None:
     machine.drain("jr")
     assert machine.latest == "carol"  # the edit landed
     machine.teardown()  # converges on carol, nothing owed
+
+
+def test_a_write_sent_before_a_crash_does_not_undo_a_later_change_elsewhere() -> None:
+    """syncd writes alice to OPS-1 and dies before recording it; meanwhile a person had
+    handed acme/api#1 to bob. After the restart, alice in OPS-1 is syncd's own unrecorded
+    write, not a newer change: bob must win everywhere."""
+    machine = ConvergenceCheck()
+    machine.setup()
+    machine.crash_during_next_write(source="jr")
+    machine.person_changes_owner(owner="bob", source="gh1")
+    machine.drain(source="jr")
+    assert "jr" in machine.crashed  # the write landed and the process died
+    machine.teardown()  # converges on bob, nothing owed
