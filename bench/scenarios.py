@@ -395,7 +395,14 @@ def write_back(b: Bench) -> Result:
     w0, r0 = b.host.write_stats()
     with Meter(b.host) as polled:
         results = [b.e.poll(n) for n in b.names]
-    owed = b.db.rows("SELECT count(*) AS n FROM outbox WHERE status = 'pending'")[0]["n"]
+    # Owner writes only: the outbox also holds one handoff-comment row per handoff and linked
+    # item (field 'comment'), which drain_comments posts or marks unneeded, not drain.
+    owed = b.db.rows(
+        "SELECT count(*) AS n FROM outbox WHERE status = 'pending' AND field = 'owner'"
+    )[0]["n"]
+    comments_owed = b.db.rows(
+        "SELECT count(*) AS n FROM outbox WHERE status = 'pending' AND field = 'comment'"
+    )[0]["n"]
     with Meter(b.host) as m:
         stats = [b.e.drain(n) for n in b.names]
     w1, _ = b.host.write_stats()
@@ -416,6 +423,7 @@ def write_back(b: Bench) -> Result:
         {
             "fan_out": len(b.names) - 1,
             "owed": owed,
+            "comments_owed": comments_owed,
             "written": written,
             "already": sum(s.already for s in stats),
             "superseded": sum(s.superseded for s in stats),

@@ -111,7 +111,10 @@ def test_ledger_rows_match_the_data(report: dict[str, Any]) -> None:
 
 def test_no_redundant_writes(report: dict[str, Any]) -> None:
     wb = _one(report, "write_back")
+    # Owner writes: each handoff is owed to every other linked item once. The outbox also
+    # holds one handoff-comment row per handoff and other linked item, counted apart.
     assert wb["detail"]["owed"] == wb["changes"] * wb["detail"]["fan_out"]
+    assert wb["detail"]["comments_owed"] == wb["changes"] * wb["detail"]["fan_out"]
     assert wb["detail"]["written"] == wb["detail"]["owed"]
     assert wb["detail"]["redundant_writes"] == 0
     assert wb["detail"]["writes_while_settling"] == 0
