@@ -299,6 +299,10 @@ def history_view(rows: list[dict[str, Any]], *, all_kinds: bool = False) -> str:
             change = f"{kept} {_person(r['to'], r['to_name'])}"
         elif r["kind"] in IDENTITY_KINDS:
             change = identity_change(r)
+        elif r["kind"] in ("away", "back", "accepted", "escalated"):
+            change = _person(r["to"], r["to_name"])  # who is away, back, accepting, late
+        elif r["kind"] == "delegated":
+            change = f"{_person(r['from'], r['from_name'])} -> {_person(r['to'], r['to_name'])}"
         else:
             change = None
         row: list[str | None] = [when(r["when"]), r["request"]]
