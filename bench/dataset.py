@@ -7,7 +7,7 @@ the pipe. Item `i` (1-based) of source `s` is identified by the pair (s, i) ever
 Shape of the data, chosen to look like a team's tools rather than a synthetic best case:
 
 * Items are spread evenly over the sources.
-* Every odd item of sources 1.. mentions item i of source 0 (its "anchor") in its body, so
+* Every odd item of sources 1.. declares item i of source 0 (its "anchor") in its body, so
   about half the items belong to a request linked across every source. Those are the
   requests whose owner changes fan out to every other source.
 * 10% of items have no owner; the rest are spread over PEOPLE people. Linked items start
@@ -95,7 +95,8 @@ class Layout:
             text += f"\n\n    2024-05-{1 + i % 28:02d} 12:00:{i % 60:02d} export rows=0"
         elif i % 3 == 2:
             text += f"\n\nSee https://status.example.com/incidents/{8000 + i} for the timeline."
-        return f"{text}\n\nTracks {anchor}." if anchor is not None else text
+        # "Tracked in" declares the same work (syncd.crossref): only declarations link.
+        return f"{text}\n\nTracked in {anchor}" if anchor is not None else text
 
     def expected_requests(self) -> int:
         """Ledger requests after a full sync: one per item, less the items folded into their

@@ -228,7 +228,9 @@ class GitHubTool(Tool):
         self.layout = layout
         people = [handle(p) for p in range(layout.people)]
         for s in layout.sources_of(self.kind):
-            self.emulator.add_repo(repo_name(s), collaborators=people)
+            # octocat files the seeded issues; as a collaborator its "Tracked in" lines
+            # declare (a stranger's would only mention, see adapters/github.py).
+            self.emulator.add_repo(repo_name(s), collaborators=[*people, "octocat"])
             anchor_kind = layout.kinds[0]
             items = []
             for i in range(1, layout.counts[s] + 1):
@@ -317,7 +319,7 @@ class GitHubKind(Kind):
             updated_at=_EPOCH + timedelta(seconds=number),
             requester="octocat",
             keys=keys,
-            mentions=(tools.key(layout.kinds[0], 0, number),) if linked else (),
+            declared=(tools.key(layout.kinds[0], 0, number),) if linked else (),
         )
 
     def peer_poll(

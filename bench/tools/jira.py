@@ -301,7 +301,7 @@ class JiraKind(Kind):
             updated_at=_EPOCH + timedelta(days=19_000, seconds=number),
             requester=handle(0),
             keys=(key(source, number),),
-            mentions=(tools.key(layout.kinds[0], 0, number),) if linked else (),
+            declared=(tools.key(layout.kinds[0], 0, number),) if linked else (),
         )
 
     def peer_poll(

@@ -255,7 +255,7 @@ class TrelloKind(Kind):
             owners=(handle(owner),) if owner is not None else (),
             updated_at=_EPOCH + timedelta(seconds=number),
             keys=(key(source, number),),
-            mentions=(tools.key(layout.kinds[0], 0, number),) if linked else (),
+            declared=(tools.key(layout.kinds[0], 0, number),) if linked else (),
         )
 
     def peer_poll(
