@@ -17,9 +17,11 @@ who owns an item. It never touches the ledger. The core drives it:
 from __future__ import annotations
 
 import ipaddress
+import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from syncd.config import SourceConfig
@@ -27,6 +29,7 @@ from syncd.crossref import DEFAULT_RULES, Rules
 from syncd.http import HttpOptions
 from syncd.models import Comment, Cursor, Handoff, Page, RateBudget, State
 from syncd.people import Directory
+from syncd.redact import redact
 
 T = TypeVar("T")
 
@@ -76,6 +79,37 @@ def typed(obj: Mapping[str, object], key: str, kind: type[T], what: str | None =
 
 def _kind_of(kind: type) -> str:
     return f"a JSON {_JSON_NAMES.get(kind, kind.__name__)}"
+
+
+def timestamp(value: object, what: str, form: str = "an ISO 8601 timestamp") -> datetime:
+    """A tool's time with its zone, in UTC so that times from any tool compare; else
+    Unreadable naming `what` and the `form` expected."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise Unreadable(f"{what} is missing or not a timestamp")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise Unreadable(f"{what} {value!r} is not {form}") from None
+    if when.tzinfo is None:
+        raise Unreadable(f"{what} {value!r} has no time zone")
+    return when.astimezone(UTC)
+
+
+def timestamp_or_none(value: object) -> datetime | None:
+    """A time that only helps (when a comment was made, when a limit resets), or None."""
+    try:
+        return timestamp(value, "time")
+    except Unreadable:
+        return None
+
+
+EVIDENCE = 1000  # characters of a quarantined item kept as evidence
+
+
+def evidence(raw: object) -> str:
+    """What a quarantined item keeps of its raw record for an operator to see."""
+    # Redact the whole text before cutting it, so no part of a secret survives the cut.
+    return redact(json.dumps(raw, ensure_ascii=False, default=str))[:EVIDENCE]
 
 
 def owner_entries(

@@ -81,9 +81,11 @@ from syncd.adapters.base import (
     MemoryStore,
     StateStore,
     Unreadable,
+    evidence,
     is_loopback,
     owner_entries,
     present,
+    timestamp,
     typed,
 )
 from syncd.adapters.github_activity import (
@@ -111,7 +113,6 @@ from syncd.models import (
 )
 from syncd.notes import plain_text
 from syncd.people import Directory
-from syncd.redact import redact
 
 _REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9_.-]{1,100}$")
 # GitHub logins, plus the "[bot]" suffix of app accounts and the "_" of managed users.
@@ -134,7 +135,6 @@ _MAX_TITLE = 1024
 _MAX_URL = 2048
 _MAX_ASSIGNEES = 100
 _MAX_LABELS = 100  # labels kept per issue (routing rules test them)
-_PAYLOAD = 1000  # characters of a quarantined item kept as evidence
 _MAX_ETAG = 256
 # Issues remembered at the boundary. More than this sharing one second means a bulk edit;
 # past the cap they are simply emitted again next cycle, which the ledger treats as no change.
@@ -317,15 +317,7 @@ class _Listing:
 
 
 def _parse_time(value: object) -> datetime:
-    if not isinstance(value, str) or len(value) > 40:
-        raise Unreadable("updated_at is missing or not a timestamp")
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise Unreadable(f"updated_at {value!r} is not an ISO 8601 timestamp") from None
-    if when.tzinfo is None:
-        raise Unreadable(f"updated_at {value!r} has no time zone")
-    return when.astimezone(UTC)
+    return timestamp(value, "updated_at")
 
 
 def _assignee_state(owners: tuple[str, ...]) -> str:
@@ -386,11 +378,6 @@ def _fingerprint(obs: Observation) -> str:
     fields.append(list(obs.labels))
     blob = json.dumps(fields, ensure_ascii=False).encode()
     return hashlib.blake2b(blob, digest_size=8).hexdigest()
-
-
-def _excerpt(raw: object) -> str:
-    # Redact the whole text before cutting it, so no part of a secret survives the cut.
-    return redact(json.dumps(raw, ensure_ascii=False, default=str))[:_PAYLOAD]
 
 
 def _server_time(response: httpx.Response) -> datetime | None:
@@ -714,7 +701,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
             try:
                 obs = self._observe(raw, item)
             except Unreadable as exc:
-                quarantined = Quarantined(self.name, item.ref, exc.reason, _excerpt(raw))
+                quarantined = Quarantined(self.name, item.ref, exc.reason, evidence(raw))
                 if item.number is None or item.updated_at is None:
                     page.quarantined.append(quarantined)
                     continue

@@ -72,7 +72,6 @@ code declares.
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -84,7 +83,16 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator, model_validator
 
-from syncd.adapters.base import Adapter, Unreadable, is_loopback, owner_entries, typed
+from syncd.adapters.base import (
+    Adapter,
+    Unreadable,
+    evidence,
+    is_loopback,
+    owner_entries,
+    timestamp,
+    timestamp_or_none,
+    typed,
+)
 from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable, Strict
 from syncd.crossref import References, item_key, read_references, relation_kind, with_links
 from syncd.errors import ConfigError, FatalError, MalformedResponse
@@ -101,7 +109,7 @@ from syncd.models import (
     State,
 )
 from syncd.notes import is_syncd_text, plain_text
-from syncd.redact import redact, register_secret
+from syncd.redact import register_secret
 
 _KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,49}-[1-9][0-9]{0,11}$")
 _ISSUE_ID = re.compile(r"^[0-9]{1,18}$")
@@ -140,7 +148,6 @@ _TAIL = 20
 _UNKNOWN = object()
 _MAX_NAME = 255
 _MAX_LABELS = 100  # labels and components kept per issue (routing rules test them)
-_PAYLOAD = 1000  # characters of a quarantined item kept as evidence
 # Issues remembered inside the overlap. Past this many (a bulk edit), the rest are yielded
 # again next cycle, which the ledger takes as no change.
 _MAX_SEEN = 2000
@@ -420,32 +427,6 @@ def _ms(when: datetime) -> int:
     return (when - _EPOCH) // timedelta(milliseconds=1)
 
 
-def _parse_time(value: object, what: str) -> datetime:
-    # Jira writes "2024-05-01T12:00:00.000+0000", an offset without a colon, in the
-    # searching user's time zone; fromisoformat reads it, and UTC makes times comparable.
-    if not isinstance(value, str) or len(value) > 40:
-        raise Unreadable(f"{what} is missing or not a timestamp")
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise Unreadable(f"{what} {value!r} is not a timestamp") from None
-    if when.tzinfo is None:
-        raise Unreadable(f"{what} {value!r} has no time zone")
-    return when.astimezone(UTC)
-
-
-def _optional_time(value: object) -> datetime | None:
-    try:
-        return _parse_time(value, "time")
-    except Unreadable:
-        return None
-
-
-def _excerpt(raw: object) -> str:
-    # Redact the whole text before cutting it, so no part of a secret survives the cut.
-    return redact(json.dumps(raw, ensure_ascii=False, default=str))[:_PAYLOAD]
-
-
 def _rate_limit_wait(response: httpx.Response) -> float | None:
     """Seconds to wait before retrying a Jira rate limit (429, or 503 with a wait)."""
     if response.status_code not in (429, 503):
@@ -453,7 +434,7 @@ def _rate_limit_wait(response: httpx.Response) -> float | None:
     wait = parse_retry_after(response.headers.get("retry-after"))
     if wait is not None:
         return wait
-    reset = _optional_time(response.headers.get("x-ratelimit-reset", "").replace("Z", "+00:00"))
+    reset = timestamp_or_none(response.headers.get("x-ratelimit-reset", "").replace("Z", "+00:00"))
     if reset is not None:
         return max(0.0, (reset - datetime.now(UTC)).total_seconds())
     return None  # the generic backoff applies
@@ -552,7 +533,7 @@ class JiraAdapter(Adapter[JiraConfig]):
             try:
                 issue = self._parse(raw, item)
             except Unreadable as exc:
-                quarantined = Quarantined(self.name, item.key, exc.reason, _excerpt(raw))
+                quarantined = Quarantined(self.name, item.key, exc.reason, evidence(raw))
                 if item.key is None or item.updated is None:
                     page.quarantined.append(quarantined)
                     continue
@@ -659,7 +640,9 @@ class JiraAdapter(Adapter[JiraConfig]):
         fields = raw.get("fields")
         if not isinstance(fields, dict):
             raise Unreadable("fields is missing or not an object")
-        updated = _parse_time(fields.get("updated"), "updated")
+        # Jira writes "2024-05-01T12:00:00.000+0000", an offset without a colon, in the
+        # searching user's time zone; fromisoformat reads it, and UTC makes times comparable.
+        updated = timestamp(fields.get("updated"), "updated", form="a timestamp")
         item.updated = _ms(updated)
         issue_id = raw.get("id")
         if not isinstance(issue_id, str) or not _ISSUE_ID.match(issue_id):
@@ -694,7 +677,7 @@ class JiraAdapter(Adapter[JiraConfig]):
             labels=_labels(fields.get("labels"), fields.get("components")),
         )
         history = None if self.cloud else _inline_history(raw.get("changelog"), self.cloud)
-        created = _optional_time(fields.get("created"))
+        created = timestamp_or_none(fields.get("created"))
         said = self._comments(fields.get("comment"))
         changes = () if self.cloud else _inline_activity(raw.get("changelog"))
         return _Issue(
@@ -710,8 +693,8 @@ class JiraAdapter(Adapter[JiraConfig]):
             if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
                 continue
             author = _user_id(entry.get("author"), self.cloud)
-            created = _optional_time(entry.get("created"))
-            updated = _optional_time(entry.get("updated")) or created
+            created = timestamp_or_none(entry.get("created"))
+            updated = timestamp_or_none(entry.get("updated")) or created
             if author is None or created is None or updated is None:
                 continue
             body = entry.get("body")
@@ -954,7 +937,7 @@ class JiraAdapter(Adapter[JiraConfig]):
         headers = response.headers
         if "x-ratelimit-remaining" not in headers and "x-ratelimit-limit" not in headers:
             return None
-        reset = _optional_time(headers.get("x-ratelimit-reset", "").replace("Z", "+00:00"))
+        reset = timestamp_or_none(headers.get("x-ratelimit-reset", "").replace("Z", "+00:00"))
         return RateBudget(
             remaining=header_int(headers, "x-ratelimit-remaining"),
             limit=header_int(headers, "x-ratelimit-limit"),
@@ -1056,7 +1039,7 @@ def _assignee_changes(
     for entry in raw if isinstance(raw, list) else ():
         if not isinstance(entry, dict):
             continue
-        at = _optional_time(entry.get("created"))
+        at = timestamp_or_none(entry.get("created"))
         items = entry.get("items")
         if at is None or not isinstance(items, list):
             continue
@@ -1079,7 +1062,7 @@ def history_activity(raw: object, cloud: bool = True) -> list[Activity]:
     for entry in raw if isinstance(raw, list) else ():
         if not isinstance(entry, dict):
             continue
-        at, author = _optional_time(entry.get("created")), _user_id(entry.get("author"), cloud)
+        at, author = timestamp_or_none(entry.get("created")), _user_id(entry.get("author"), cloud)
         items = entry.get("items")
         if at is None or author is None or not isinstance(items, list):
             continue

@@ -91,8 +91,11 @@ from syncd.adapters.base import (
     MemoryStore,
     StateStore,
     Unreadable,
+    evidence,
     is_loopback,
     owner_entries,
+    timestamp,
+    timestamp_or_none,
     typed,
 )
 from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable
@@ -112,7 +115,6 @@ from syncd.models import (
 )
 from syncd.notes import is_syncd_text, plain_text
 from syncd.people import Directory
-from syncd.redact import redact
 from syncd.throttle import SlidingWindow, ThrottledTransport, shared_window
 
 _ID = re.compile(r"^[0-9a-f]{24}$")
@@ -145,7 +147,6 @@ WINDOW = 10.0
 _MAX_TITLE = 1024
 _MAX_MEMBERS = 100
 _MAX_LABELS = 100  # labels kept per card (routing rules test them)
-_PAYLOAD = 1000  # characters of a quarantined item kept as evidence
 # Quarantined cards remembered per board; past this, more are reported again at each sweep.
 _MAX_BAD = 500
 
@@ -235,7 +236,7 @@ def resume(cursor: Cursor | None, boards: Sequence[str]) -> dict[str, _Mark]:
         bad = entry.get("quarantined")
         marks[board] = _Mark(
             since if isinstance(since, str) and _ID.match(since) else None,
-            _time_or_none(entry.get("swept")),
+            timestamp_or_none(entry.get("swept")),
             {
                 k: v
                 for k, v in (bad.items() if isinstance(bad, dict) else ())
@@ -287,30 +288,6 @@ def owner_times(actions: Sequence[_Action]) -> dict[str, tuple[datetime, str | N
     return times
 
 
-def _time(value: object, what: str) -> datetime:
-    if not isinstance(value, str) or len(value) > 40:
-        raise Unreadable(f"{what} is missing or not a timestamp")
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise Unreadable(f"{what} {value!r} is not an ISO 8601 timestamp") from None
-    if when.tzinfo is None:
-        raise Unreadable(f"{what} {value!r} has no time zone")
-    return when.astimezone(UTC)
-
-
-def _time_or_none(value: object) -> datetime | None:
-    try:
-        return _time(value, "time")
-    except Unreadable:
-        return None
-
-
-def _excerpt(raw: object) -> str:
-    # Redact the whole text before cutting it, so no part of a secret survives the cut.
-    return redact(json.dumps(raw, ensure_ascii=False, default=str))[:_PAYLOAD]
-
-
 def _read_action(raw: object, types: Sequence[str] = ACTION_TYPES) -> _Action | None:
     """An action that names a card, or None. Actions only say which cards to read, so one
     that cannot be read is skipped; the card still comes with the next sweep."""
@@ -320,7 +297,7 @@ def _read_action(raw: object, types: Sequence[str] = ACTION_TYPES) -> _Action | 
     data = raw.get("data")
     card = data.get("card") if isinstance(data, dict) else None
     card_id = card.get("id") if isinstance(card, dict) else None
-    when = _time_or_none(raw.get("date"))
+    when = timestamp_or_none(raw.get("date"))
     if (
         not isinstance(action_id, str)
         or not _ID.match(action_id)
@@ -545,7 +522,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             except Unreadable as exc:
                 card_id = raw.get("id") if isinstance(raw, dict) else None
                 ref = card_id if isinstance(card_id, str) and _ID.match(card_id) else None
-                quarantined = Quarantined(self.name, ref, exc.reason, _excerpt(raw))
+                quarantined = Quarantined(self.name, ref, exc.reason, evidence(raw))
                 if ref is None:
                     page.quarantined.append(quarantined)
                     continue
@@ -637,7 +614,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             # Moved to another board: out of this source's scope. Its absence closes
             # nothing; if that board is configured too, it is read there.
             return None
-        updated_at = _time(raw.get("dateLastActivity"), "dateLastActivity")
+        updated_at = timestamp(raw.get("dateLastActivity"), "dateLastActivity")
         name, desc = typed(raw, "name", str), raw.get("desc")
         if desc is not None and not isinstance(desc, str):
             raise Unreadable("desc is not a string")
