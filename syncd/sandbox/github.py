@@ -391,21 +391,8 @@ class GitHubEmulator(Emulator):
         )
 
     def _link(self, repo: _Repo, request: Request, page: int, last: int) -> str | None:
-        # GitHub pages through /repositories/{id}/issues, keeping every other parameter,
-        # in the order prev, next, last, first.
-        kept = [(k, v) for k, values in request.query.items() if k != "page" for v in values]
-        rels = [("prev", page - 1)] if page > 1 else []
-        if page < last:
-            rels += [("next", page + 1), ("last", last)]
-        if page > 1:
-            rels.append(("first", 1))
-        base = f"{self.base_url}/repositories/{repo.id}/issues"
-        return (
-            ", ".join(
-                f'<{base}?{urlencode([*kept, ("page", str(n))])}>; rel="{rel}"' for rel, n in rels
-            )
-            or None
-        )
+        # GitHub pages issues through /repositories/{id}/issues.
+        return link_header(f"{self.base_url}/repositories/{repo.id}/issues", request, page, last)
 
     def _create_issue(self, request: Request) -> Response:
         repo = self._repo_of(request)
@@ -479,16 +466,7 @@ class GitHubEmulator(Emulator):
         page = max(1, _int(request.arg("page"), 1))
         last = max(1, math.ceil(len(items) / per_page))
         chunk = items[(page - 1) * per_page : page * per_page]
-        kept = [(k, v) for k, values in request.query.items() if k != "page" for v in values]
-        rels = [("prev", page - 1)] if page > 1 else []
-        if page < last:
-            rels += [("next", page + 1), ("last", last)]
-        if page > 1:
-            rels.append(("first", 1))
-        base = f"{self.base_url}{request.path}"
-        link = ", ".join(
-            f'<{base}?{urlencode([*kept, ("page", str(n))])}>; rel="{rel}"' for rel, n in rels
-        )
+        link = link_header(f"{self.base_url}{request.path}", request, page, last)
         return json_response(200, chunk, {"link": link} if link else None)
 
     def _list_events(self, request: Request) -> Response:
@@ -884,3 +862,20 @@ def _logins(data: dict[str, Any], name: str) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
         raise _not_a(value, name, "an array of strings")
     return list(value)
+
+
+def link_header(base: str, request: Request, page: int, last: int) -> str | None:
+    """GitHub's Link header for page `page` of `last` at `base`, keeping every other
+    parameter, in the order prev, next, last, first."""
+    kept = [(k, v) for k, values in request.query.items() if k != "page" for v in values]
+    rels = [("prev", page - 1)] if page > 1 else []
+    if page < last:
+        rels += [("next", page + 1), ("last", last)]
+    if page > 1:
+        rels.append(("first", 1))
+    return (
+        ", ".join(
+            f'<{base}?{urlencode([*kept, ("page", str(n))])}>; rel="{rel}"' for rel, n in rels
+        )
+        or None
+    )
