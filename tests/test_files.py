@@ -134,7 +134,21 @@ def test_ledger_paths_are_taken_literally(tmp_path: Path, folder: str) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created
 
 
-@pytest.mark.parametrize("command", [["assign", "REQ-1", "bob"], ["ls"], ["show", "REQ-1"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["assign", "REQ-1", "bob"],
+        ["ls"],
+        ["show", "REQ-1"],
+        ["link", "REQ-1", "OPS-7"],
+        ["unlink", "OPS-7"],
+        ["split", "REQ-2"],
+        ["relink", "--dry-run"],
+        ["away", "bob", "--until", "3d"],
+        ["back", "bob"],
+        ["accept", "REQ-1"],
+    ],
+)
 def test_commands_that_need_a_ledger_never_create_one(tmp_path: Path, command: list[str]) -> None:
     missing = tmp_path / "nope" / "pt#frag" / "ledger.db"
     result = syncd("--ledger", str(missing), *command)

@@ -67,7 +67,7 @@ def link_command(
       syncd link REQ-42 REQ-57 --note "duplicate filed by support"
     """
     actor = operator_name()
-    with Ledger(env.ledger_path()) as ledger:
+    with Ledger(env.ledger_path(), create=False) as ledger:
         key = find_request(ledger, request)
         if _is_request_id(item):
             outcome = ledger.merge_requests(
@@ -102,7 +102,7 @@ def unlink_command(env: Env, item: str, note: str | None, dry_run: bool, as_json
       syncd unlink OPS-7 --dry-run
     """
     actor = operator_name()
-    with Ledger(env.ledger_path()) as ledger:
+    with Ledger(env.ledger_path(), create=False) as ledger:
         outcome = ledger.unlink_item(
             find_item(ledger, item), actor=actor, note=note, dry_run=dry_run
         )
@@ -134,7 +134,7 @@ def split_command(env: Env, request: str, note: str | None, dry_run: bool, as_js
         key = request_key(parse_request_key(request))
     except NotFound as exc:
         raise click.BadParameter(str(exc), param_hint="REQ") from None
-    with Ledger(env.ledger_path()) as ledger:
+    with Ledger(env.ledger_path(), create=False) as ledger:
         outcome = ledger.split(key, actor=actor, note=note, dry_run=dry_run)
     _emit(outcome, actor, note, as_json)
 

@@ -243,7 +243,7 @@ def away_command(
         raise click.BadParameter(
             f"{render.when(iso(until))} is not in the future", param_hint="--until"
         )
-    with Ledger(env.ledger_path()) as ledger:
+    with Ledger(env.ledger_path(), create=False) as ledger:
         who = _person(ledger, person)
         to = _person(ledger, delegate) if delegate is not None else None
         if to == who:
@@ -268,7 +268,7 @@ def back_command(env: Env, person: str) -> None:
     Examples:
       syncd back alice
     """
-    with Ledger(env.ledger_path()) as ledger:
+    with Ledger(env.ledger_path(), create=False) as ledger:
         who = _person(ledger, person)
         ended = store.clear_absence(ledger, who, operator_name(), now_utc())
     click.echo(f"{who} is back" if ended else f"{who} was not away; nothing to do")
@@ -291,7 +291,7 @@ def accept_command(env: Env, request: str, note: str | None) -> None:
       syncd accept REQ-42
       syncd accept REQ-42 --note "bob confirmed on the phone"
     """
-    with Ledger(env.ledger_path()) as ledger:
+    with Ledger(env.ledger_path(), create=False) as ledger:
         request = find_request(ledger, request)
         handoff = store.accept(ledger, request, operator_name(), note, now_utc())
     if handoff is None:
