@@ -19,6 +19,7 @@ from syncd.config import load_config
 from syncd.ledger import Ledger
 from syncd.models import Observation, Page
 from syncd.people import Directory
+from tests.syncdproc import syncd
 
 CONFIG = """
 ledger = "ledger.db"
@@ -172,3 +173,9 @@ def test_team_filters_and_unaccepted_handoffs(config: Path) -> None:
     assert "no handoff awaiting" in run(config, "accept", "REQ-2", ok=False).stderr
     totals = run(config, "status", "--json")["follow_through"]
     assert (totals["awaiting_acceptance"], totals["overdue_handoffs"]) == (2, 0)
+
+
+def test_accept_names_a_request_that_does_not_exist(config: Path) -> None:
+    result = syncd("--config", config, "accept", "REQ-99")
+    assert result.returncode == 1
+    assert result.stderr == "syncd: error: no request REQ-99 (see `syncd ls`)\n"

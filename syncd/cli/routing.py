@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from syncd import dispatch, render
+from syncd import dispatch, queries, render
 from syncd import routing_ledger as store
 from syncd.cli import complete
 from syncd.cli.options import (
@@ -293,6 +293,7 @@ def accept_command(env: Env, request: str, note: str | None) -> None:
     """
     with Ledger(env.ledger_path(), create=False) as ledger:
         request = find_request(ledger, request)
+        queries.request_fields(ledger, request)  # "no request REQ-9", not "no handoff"
         handoff = store.accept(ledger, request, operator_name(), note, now_utc())
     if handoff is None:
         raise SyncdError(f"{request} has no handoff awaiting acceptance")
