@@ -422,15 +422,20 @@ class SmtpEnvelope:
                 self.client.ehlo()
             if s.user is not None and self.password is not None:
                 self.client.login(s.user, self.password)
-            code, reply = self.client.mail(sender)
-            if code != 250:
-                raise smtplib.SMTPSenderRefused(code, reply, sender)
-            code, reply = self.client.rcpt(recipient)
-            if code not in (250, 251):
-                raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+            self._envelope(sender, recipient)
         except (smtplib.SMTPException, OSError) as exc:
             self.close()
             raise _smtp_error(self.source, self.where, "envelope", exc) from None
+
+    def _envelope(self, sender: str, recipient: str) -> None:
+        """MAIL FROM and RCPT TO; raises the smtplib error for a refusal."""
+        assert self.client is not None
+        code, reply = self.client.mail(sender)
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        code, reply = self.client.rcpt(recipient)
+        if code not in (250, 251):
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
 
     def send(self, content: bytes) -> None:
         assert self.client is not None
@@ -445,14 +450,8 @@ class SmtpEnvelope:
 
     def send_another(self, sender: str, recipient: str, content: bytes) -> None:
         """One more message on the same session, after send()."""
-        assert self.client is not None
         try:
-            code, reply = self.client.mail(sender)
-            if code != 250:
-                raise smtplib.SMTPSenderRefused(code, reply, sender)
-            code, reply = self.client.rcpt(recipient)
-            if code not in (250, 251):
-                raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+            self._envelope(sender, recipient)
         except (smtplib.SMTPException, OSError) as exc:
             raise _smtp_error(self.source, self.where, "envelope", exc) from None
         self.send(content)
