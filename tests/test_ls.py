@@ -171,3 +171,11 @@ def test_status_fits_the_terminal_and_marks_failing_sources(story: Story) -> Non
     )
     assert "\x1b[" not in out
     assert max(len(line) for line in out.splitlines()) <= 50
+
+
+def test_quarantine_refuses_an_unknown_source_as_ls_does(story: Story) -> None:
+    result = syncd("--ledger", story.path, "quarantine", "--source", "apii")
+    assert result.returncode == 1
+    assert errors(result) == ["no source 'apii' (known: api, ops, web)"]
+    result = syncd("--ledger", story.path, "quarantine", "--source", "API")
+    assert (result.returncode, result.stdout) == (0, "no items in quarantine\n")

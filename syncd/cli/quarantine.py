@@ -6,6 +6,7 @@ import click
 
 from syncd import queries, render
 from syncd.cli.options import Env, emit_json, json_option, pass_env, paths_option
+from syncd.cli.reads import known_source
 from syncd.ledger import now_utc
 
 
@@ -26,18 +27,20 @@ def quarantine_command(env: Env, source: str | None, include_released: bool, as_
     ledger or in any tool until it reads cleanly again, which releases it (a `released`
     event in its request's timeline). Fix the item in its tool, or the config it needs.
 
-    \b
     Columns: SOURCE, REF (the item in its tool), FIRST SEEN, LAST SEEN (the latest poll
     that read it badly), TIMES (polls that did), URL (when syncd read it cleanly before),
-    REASON.
+    REASON. A source nobody knows is an error, as in `syncd ls`.
 
     \b
     Examples:
       syncd quarantine
-      syncd quarantine --source jira --json
+      syncd quarantine --source ops --json
       syncd quarantine --all
     """
-    with env.read_ledger() as ledger:
+    config = env.read_config()
+    with env.read_ledger(config) as ledger:
+        if source is not None:
+            source = known_source(ledger, config, source)
         rows = queries.quarantine(ledger, source=source, released=include_released)
     if as_json:
         emit_json(rows)

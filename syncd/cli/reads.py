@@ -170,7 +170,7 @@ def ls_command(
     config = env.read_config()
     with env.read_ledger(config) as ledger:
         owner_id = _known_owner(ledger, owner) if owner is not None else None
-        source_name = _known_source(ledger, config, source) if source is not None else None
+        source_name = known_source(ledger, config, source) if source is not None else None
         rows = queries.list_requests(
             ledger,
             now=now,
@@ -237,7 +237,8 @@ def _known_owner(ledger: Ledger, text: str) -> str:
     return owner
 
 
-def _known_source(ledger: Ledger, config: Config | None, text: str) -> str:
+def known_source(ledger: Ledger, config: Config | None, text: str) -> str:
+    """The source named `text` (any case): one in the config, else one the ledger has seen."""
     name = text.strip().lower()
     known = {s.name for s in config.sources} if config is not None else queries.source_names(ledger)
     if name not in known:
