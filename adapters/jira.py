@@ -93,6 +93,7 @@ from syncd.adapters.base import (
     timestamp_or_none,
     typed,
 )
+from syncd.adapters.jira_adf import adf_text, comment_adf
 from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable, Strict
 from syncd.crossref import References, item_key, read_references, relation_kind, with_links
 from syncd.errors import ConfigError, FatalError, MalformedResponse
@@ -151,7 +152,6 @@ _MAX_LABELS = 100  # labels and components kept per issue (routing rules test th
 # Issues remembered inside the overlap. Past this many (a bulk edit), the rest are yielded
 # again next cycle, which the ledger takes as no change.
 _MAX_SEEN = 2000
-_ADF_NODES = 20_000  # nodes of one description read for cross-references
 _MAX_LINK_PAGES = 100  # pages of one bulk changelog answer followed
 _MAX_REMOTE_LINKS = 200  # remote links of one issue read
 _MAX_COMMENT = 4000  # characters of a comment kept as activity
@@ -357,70 +357,6 @@ def owner_change_time(
     history: History, owner_ids: frozenset[str], created: datetime | None
 ) -> datetime | None:
     return owner_change(history, owner_ids, created)[0]
-
-
-_NEWLINE = object()  # a block boundary while walking a document
-_FENCE = object()  # the end of a code block
-_CARDS = frozenset({"inlineCard", "blockCard", "embedCard"})
-_INLINE = frozenset(
-    {"text", "hardBreak", "mention", "emoji", "inlineCard", "date", "status", "mediaInline"}
-)
-
-
-def adf_text(doc: object, max_nodes: int = _ADF_NODES) -> str:
-    """The text of an Atlassian Document Format tree, with its link targets, for read_references.
-
-    Runs of text within a block are joined as written, since one reference can be split
-    across differently styled runs; blocks are separated by newlines; every link target (a
-    link mark's href, a smart-link card's url) is added on its own, so a link whose text
-    differs from its target still counts. The walk is iterative, so nesting costs no stack,
-    and stops after `max_nodes` nodes.
-    """
-    out: list[str] = []
-    stack: list[object] = [doc]
-    read = 0
-    while stack and read < max_nodes:
-        node = stack.pop()
-        if node is _NEWLINE:
-            out.append("\n")
-            continue
-        if node is _FENCE:
-            out.append("\n```\n")
-            continue
-        if not isinstance(node, dict):
-            continue
-        read += 1
-        kind = node.get("type")
-        if kind == "text":
-            text = node.get("text")
-            if isinstance(text, str):
-                out.append(text)
-            marks = node.get("marks")
-            for mark in marks[:20] if isinstance(marks, list) else ():
-                if isinstance(mark, dict) and mark.get("type") == "link":
-                    out.append(f" {_attr(mark, 'href')} ")
-            continue
-        if kind in _CARDS:
-            out.append(f" {_attr(node, 'url')} ")
-        content = node.get("content")
-        if isinstance(content, list):
-            block = kind not in _INLINE
-            if block:
-                stack.append(_NEWLINE)
-            if kind == "codeBlock":
-                # Fenced as Markdown would be, so nothing in code declares identity.
-                out.append("\n```\n")
-                stack.append(_FENCE)
-            stack.extend(reversed(content[: max_nodes - read]))
-            if block:
-                stack.append(_NEWLINE)
-    return "".join(out)
-
-
-def _attr(node: dict[str, Any], name: str) -> str:
-    attrs = node.get("attrs")
-    value = attrs.get(name) if isinstance(attrs, dict) else None
-    return value if isinstance(value, str) else ""
 
 
 def _ms(when: datetime) -> int:
@@ -995,31 +931,6 @@ def _issue_relations(fields: dict[str, Any]) -> list[tuple[str, str | None]]:
         if isinstance(key, str) and _KEY.match(key):
             out.append((f"jira:{key}", "child"))
     return out
-
-
-def comment_adf(comment: Comment) -> dict[str, Any]:
-    """A handoff comment as an Atlassian Document: a paragraph each, the links as link
-    marks, and the marker last, in code style (what lets a retry find the comment)."""
-
-    def para(*nodes: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "paragraph", "content": list(nodes)}
-
-    def text(value: str, **mark: Any) -> dict[str, Any]:
-        node: dict[str, Any] = {"type": "text", "text": value}
-        if mark:
-            node["marks"] = [mark]
-        return node
-
-    content = [para(text(p)) for p in comment.paragraphs]
-    if comment.links:
-        nodes = [text("Also tracked in: ")]
-        for i, (label, url) in enumerate(comment.links):
-            if i:
-                nodes.append(text(", "))
-            nodes.append(text(label, type="link", attrs={"href": url}))
-        content.append(para(*nodes))
-    content.append(para(text(comment.marker, type="code")))
-    return {"type": "doc", "version": 1, "content": content}
 
 
 def _user_id(raw: object, cloud: bool) -> str | None:

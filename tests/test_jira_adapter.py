@@ -23,10 +23,10 @@ from syncd.adapters import adapter_class
 from syncd.adapters.jira import (
     JiraAdapter,
     JiraConfig,
-    adf_text,
     build_jql,
     owner_change_time,
 )
+from syncd.adapters.jira_adf import adf_text
 from syncd.errors import FatalError, MalformedResponse, RateLimited, RetriableError, SourceError
 from syncd.http import HttpOptions, TraceWriter
 from syncd.models import Handoff, Observation, Page
