@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +19,7 @@ from syncd.ledger import Ledger
 from syncd.listener import Listener, bind
 from syncd.web.app import CSP, Settings, create_app
 from tests.memtool import Clock, MemAdapter, Tool, install
+from tests.syncdproc import SYNCD
 
 PEOPLE = [
     Person(id="alice", name="Alice Moreau", handles={"github": "alice-gh"}),
@@ -199,3 +203,24 @@ def test_a_ledger_gone_missing_is_a_503_page_not_a_crash(client, ledger_path):
     feed = client.get("/api/feed")
     assert feed.status_code == 503
     assert "error" in feed.json()
+
+
+def test_syncd_web_serves_and_stops_quietly_on_ctrl_c(ledger_path: Path) -> None:
+    """The command as a user runs it: it says where it serves, serves, and Ctrl-C ends it
+    with exit 0 and one line, not click's "Aborted!" and exit 1."""
+    probe = bind("127.0.0.1", 0)
+    port = probe.getsockname()[1]
+    probe.close()
+    command = [str(SYNCD), "--ledger", str(ledger_path), "web", "--listen", f"127.0.0.1:{port}"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stderr is not None
+            first = proc.stderr.readline()
+            url = re.fullmatch(r"syncd web: serving .* at (http://127\.0\.0\.1:\d+/)\n", first)
+            assert url, first
+            assert "Checkout fails" in httpx.get(url[1], timeout=10).text
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=20) == 0
+            assert proc.stderr.read() == "syncd web: stopped\n"
+        finally:
+            proc.kill()

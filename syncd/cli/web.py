@@ -103,4 +103,7 @@ def web_command(
             limit_concurrency=64,
         )
     )
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on
+        click.echo("syncd web: stopped", err=True)
