@@ -440,7 +440,13 @@ def test_operator_reads_do_not_wait_for_the_daemons_writes(service: Service) -> 
 def test_operator_assign_while_the_daemon_runs(service: Service) -> None:
     svc, notify, gh = service, service.notify, service.gh
     gh.create_issue("acme/api", "Checkout fails", assignees=["alice-gh"])
-    gh.create_issue("acme/web", "Spinner never stops", "Backend: acme/api#1")
+    # Items link only by declaration: the web issue's author, a collaborator, declares it.
+    gh.create_issue(
+        "acme/web",
+        "Spinner never stops",
+        "GitHub issue: acme/api#1\n\nBackend side.",
+        user="bob-gh",
+    )
     svc.write_config(extra_sources=source("web", "acme/web", gh.base_url))
     proc = svc.start()
 
