@@ -41,6 +41,7 @@ from syncd.errors import (
 )
 from syncd.filemodes import open_append
 from syncd.redact import redact, redact_headers, redact_url
+from syncd.safetext import safe_text
 
 # A body excerpt in an error message: enough to see what went wrong, never a whole page.
 _EXCERPT = 300
@@ -315,7 +316,8 @@ class ApiClient:
         except httpx.TransportError as exc:
             self.counts[f"{method} error"] += 1
             raise RetriableError(
-                self.source, f"{method} {redact_url(url)} failed: {redact(type(exc).__name__)}"
+                self.source,
+                f"{method} {redact_url(url)} failed: {type(exc).__name__}{_os_reason(exc)}",
             ) from None
         self.counts[f"{method} {response.status_code}"] += 1
         self.last_response = response
@@ -388,3 +390,17 @@ class ApiClient:
                 f"{response.request.method} {redact_url(str(response.request.url))} "
                 f"answered {response.status_code} with a body that is not JSON: {excerpt!r}",
             ) from None
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The operating system's (or TLS library's) words for a transport failure, which say
+    what to fix: "Connection refused", "Name or service not known", "certificate verify
+    failed". Only the OSError at the root of the chain, never httpx's own text, which may
+    carry the URL."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            words = safe_text(redact(str(seen)))[:200]
+            return f" ({words})" if words else ""
+        seen = seen.__cause__ or seen.__context__
+    return ""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -164,3 +166,17 @@ def test_an_error_quoting_the_source_reaches_the_terminal_without_control_charac
     assert "failed" in out
     for text in (out, err):
         assert not any(c in text for c in "\x1b\x07\r"), repr(text)
+
+
+def test_a_source_that_cannot_be_reached_says_why(tmp_path: Path) -> None:
+    """Not only "ConnectError": the system's reason, which tells the admin what to fix."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    closed = SimpleNamespace(base_url=f"http://127.0.0.1:{port}/api/v3")
+    code, out, err, _ = sync_once(write_config(tmp_path, closed))  # type: ignore[arg-type]
+    assert code == 1
+    line = next(x for x in out.splitlines() if x.startswith("api: FAILED"))
+    assert line.endswith("failed: ConnectError ([Errno 111] Connection refused)"), line
+    assert "syncd: error: 1 of 1 sources failed: api" in err
