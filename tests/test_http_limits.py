@@ -2,7 +2,7 @@
 
 The GitHub emulator answers with headers and bodies a hostile or broken server could send;
 syncd runs as a child process, so its exit status, its log lines and its peak memory
-(the child's ru_maxrss, from wait4) are what a deployment would see.
+(its ru_maxrss, from wait4, measured apart from pytest's) are what a deployment would see.
 """
 
 from __future__ import annotations
@@ -43,21 +43,39 @@ def write_config(tmp: Path, github: GitHubEmulator, daemon: str = "") -> Path:
     return path
 
 
+# Linux carries the peak RSS of the process image an exec replaces into the new one, and a
+# child forked (or vforked) from pytest starts from pytest's own, which grows to hundreds of
+# MB over a full run. So syncd is started by a small interpreter, whose wait4 sees syncd's
+# peak alone (plus that interpreter's few MB), and which exits with syncd's status.
+_MEASURE = """
+import os, sys
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def sync_once(config: Path) -> tuple[int, str, str, float]:
     """Exit status, stdout, stderr and peak RSS in MB of one `syncd sync --once`."""
     env = {**os.environ, "LIMITS_GITHUB_TOKEN": DEFAULT_TOKEN}
     out, err = config.parent / "out", config.parent / "err"
+    peak = config.parent / "peak-rss-kib"
     with out.open("wb") as o, err.open("wb") as e:
-        proc = subprocess.Popen(
-            [SYNCD, "--config", str(config), "sync", "--once"], stdout=o, stderr=e, env=env
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        measured = [SYNCD, "--config", str(config), "sync", "--once"]
+        code = subprocess.run(
+            [sys.executable, "-c", _MEASURE, str(peak), *measured],
+            stdout=o,
+            stderr=e,
+            env=env,
+            check=False,
+        ).returncode
     return (
-        proc.returncode,
+        code,
         out.read_text(),
         err.read_text(),
-        usage.ru_maxrss / 1024,  # Linux reports KiB
+        int(peak.read_text()) / 1024,  # Linux reports KiB
     )
 
 
