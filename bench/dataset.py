@@ -70,7 +70,7 @@ class Layout:
         return [s for s in self.sources if self.kinds[s] == kind]
 
     def linked(self, s: int, i: int) -> bool:
-        """Whether item i of source s mentions its anchor, item i of source 0."""
+        """Whether item i of source s declares its anchor, item i of source 0."""
         return s > 0 and i % 2 == 1 and i <= self.counts[0]
 
     def owner(self, s: int, i: int) -> int | None:

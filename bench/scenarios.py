@@ -801,7 +801,11 @@ def schema_floor_rate(
             links.append(
                 (rid, rid, name, "bench", o.ref, o.url, owner, o.state, o.title, at, now, now)
             )
-            keys += [(rid, k, "self") for k in o.keys] + [(rid, k, "mention") for k in o.mentions]
+            keys += (
+                [(rid, k, "self") for k in o.keys]
+                + [(rid, k, "declared") for k in o.declared]
+                + [(rid, k, "mention") for k in o.mentions]
+            )
             events.append((rid, now, at, "created", None, name, None, o.title))
             if owner is not None:
                 events.append((rid, now, at, "owner_changed", "owner", name, None, owner))
