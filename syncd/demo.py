@@ -566,7 +566,6 @@ def run_demo(
     show: Callable[[list[str]], None],
 ) -> int:
     work = Path(tempfile.mkdtemp(prefix="syncd-demo-"))
-    log_path = work / "syncd.log"
     run = f"{os.getpid()}-{time.time_ns()}"
     secrets = {
         "github": f"demo-gh-{run}",
@@ -623,16 +622,9 @@ def run_demo(
         step("seeded acme/api#1 (Alice), acme/web#1 and OPS-7 (each declares it) and others")
         config_path = work / "syncd.toml"
         config_path.write_text(config_text(world))
-        with log_path.open("w") as log_file:
-            logs.configure(json=True, stream=log_file)
-            http = HttpOptions(trace=TraceWriter(trace_http) if trace_http else None)
-            daemon = Daemon(config_path, http=http)
-            step("running the daemon: every source polls each second")
-            threading.Thread(
-                target=story, args=(world, daemon, work / "ledger.db"), daemon=True
-            ).start()
-            code = daemon.run()
-        logs.configure()
+        code = run_daemon(
+            config_path, trace_http, lambda daemon: story(world, daemon, work / "ledger.db")
+        )
         ledger = str(work / "ledger.db")
         step("the ledger")
         show(["--ledger", ledger, "ls"])
@@ -654,6 +646,20 @@ def run_demo(
         return 1 if wrong else code
     finally:
         stack.close()
+
+
+def run_daemon(config_path: Path, trace_http: Path | None, story: Callable[[Daemon], None]) -> int:
+    """Run the daemon here, its log in syncd.log beside the config, while `story` acts in
+    the tools from another thread and stops the daemon at its end. The daemon's exit code."""
+    with (config_path.parent / "syncd.log").open("w") as log_file:
+        logs.configure(json=True, stream=log_file)
+        http = HttpOptions(trace=TraceWriter(trace_http) if trace_http else None)
+        daemon = Daemon(config_path, http=http)
+        step("running the daemon: every source polls each second")
+        threading.Thread(target=story, args=(daemon,), daemon=True).start()
+        code = daemon.run()
+    logs.configure()
+    return code
 
 
 def _start_mail(stack: contextlib.ExitStack) -> Mail:

@@ -15,18 +15,15 @@ import contextlib
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from syncd import logs
 from syncd.daemon import Daemon
-from syncd.demo import step, wait_for
+from syncd.demo import run_daemon, step, wait_for
 from syncd.errors import LedgerError
-from syncd.http import HttpOptions, TraceWriter
 from syncd.ledger import Ledger
 from syncd.safetext import safe_text
 from syncd.sandbox import jira as jira_emulator
@@ -172,16 +169,9 @@ def run_routing_demo(
         config_path.write_text(config)
         step("the rules: printer issues go to the printers team (Bob, Carol) in turn")
         ledger = work / "ledger.db"
-        with (work / "syncd.log").open("w") as log_file:
-            logs.configure(json=True, stream=log_file)
-            http = HttpOptions(trace=TraceWriter(trace_http) if trace_http else None)
-            daemon = Daemon(config_path, http=http)
-            step("running the daemon: every source polls each second")
-            threading.Thread(
-                target=_story, args=(gh, jira, accounts, daemon, ledger), daemon=True
-            ).start()
-            code = daemon.run()
-        logs.configure()
+        code = run_daemon(
+            config_path, trace_http, lambda daemon: _story(gh, jira, accounts, daemon, ledger)
+        )
         step("handoffs nobody accepted in time")
         show(["--ledger", str(ledger), "ls", "--unaccepted"])
         step("the handoff log")
