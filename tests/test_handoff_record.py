@@ -19,13 +19,11 @@ from syncd.config import parse_config
 from syncd.cycle import Engine
 from syncd.ledger import Ledger
 from syncd.outbox import drain_comments
-from syncd.sandbox.github import DEFAULT_TOKEN as GITHUB_TOKEN
 from syncd.sandbox.github import GitHubEmulator
-from syncd.sandbox.jira import DEFAULT_EMAIL, JiraEmulator
-from syncd.sandbox.jira import DEFAULT_TOKEN as JIRA_TOKEN
+from syncd.sandbox.jira import JiraEmulator
 from syncd.sandbox.server import Fault
-from syncd.sandbox.trello import DEFAULT_KEY, TrelloEmulator
-from syncd.sandbox.trello import DEFAULT_TOKEN as TRELLO_TOKEN
+from syncd.sandbox.trello import TrelloEmulator
+from tests.toolworld import set_tool_secrets, source_tables
 
 REPO = "acme/web"
 NOTE = "covering while Alice is out"
@@ -112,44 +110,15 @@ def build(
         f"See {REPO}#{issue} and {trello.short_url(card)}",
         assignee=acc["alice"],
     )
-    for name, value in {
-        "HR_GITHUB": GITHUB_TOKEN,
-        "HR_JIRA": JIRA_TOKEN,
-        "HR_TRELLO_KEY": DEFAULT_KEY,
-        "HR_TRELLO_TOKEN": TRELLO_TOKEN,
-    }.items():
-        monkeypatch.setenv(name, value)
+    set_tool_secrets(monkeypatch, "HR")
+    sources = source_tables(
+        "HR", github, jira, trello, [board], names=("web", "ops", "board"), repo=REPO
+    )
+    for table in sources:
+        table.update(options.get(table["name"], {}))
     doc = {
         "ledger": str(tmp_path / "ledger.db"),
-        "sources": [
-            {
-                "name": "web",
-                "type": "github",
-                "repo": REPO,
-                "write_spacing": 0,
-                "base_url": github.base_url,
-                "token": {"env": "HR_GITHUB"},
-                **options.get("web", {}),
-            },
-            {
-                "name": "ops",
-                "type": "jira",
-                "base_url": jira.base_url,
-                "email": DEFAULT_EMAIL,
-                "token": {"env": "HR_JIRA"},
-                "jql": "project = OPS",
-                **options.get("ops", {}),
-            },
-            {
-                "name": "board",
-                "type": "trello",
-                "boards": [board],
-                "base_url": trello.base_url,
-                "key": {"env": "HR_TRELLO_KEY"},
-                "token": {"env": "HR_TRELLO_TOKEN"},
-                **options.get("board", {}),
-            },
-        ],
+        "sources": sources,
         "people": [
             {
                 "id": "alice",

@@ -15,12 +15,10 @@ from syncd.config import parse_config
 from syncd.cycle import Engine
 from syncd.ledger import Ledger
 from syncd.models import Observation
-from syncd.sandbox.github import DEFAULT_TOKEN as GITHUB_TOKEN
 from syncd.sandbox.github import GitHubEmulator
-from syncd.sandbox.jira import DEFAULT_EMAIL, JiraEmulator
-from syncd.sandbox.jira import DEFAULT_TOKEN as JIRA_TOKEN
-from syncd.sandbox.trello import DEFAULT_KEY, TrelloEmulator
-from syncd.sandbox.trello import DEFAULT_TOKEN as TRELLO_TOKEN
+from syncd.sandbox.jira import JiraEmulator
+from syncd.sandbox.trello import TrelloEmulator
+from tests.toolworld import set_tool_secrets, source_tables
 
 
 @pytest.fixture
@@ -34,42 +32,11 @@ def world(
     github_emulator.add_repo("acme/api", collaborators=["alice-m"], members=["bob-m"])
     jira_emulator.add_project("OPS")
     board = trello_emulator.add_board("Desk", members=["alicemoreau"])
-    for name, value in {
-        "ID_GITHUB": GITHUB_TOKEN,
-        "ID_JIRA": JIRA_TOKEN,
-        "ID_TRELLO_KEY": DEFAULT_KEY,
-        "ID_TRELLO_TOKEN": TRELLO_TOKEN,
-    }.items():
-        monkeypatch.setenv(name, value)
+    set_tool_secrets(monkeypatch, "ID")
     doc: dict[str, Any] = {
         "ledger": str(tmp_path / "ledger.db"),
         "matching": {"declare_labels": ["Ticket"]},
-        "sources": [
-            {
-                "name": "github",
-                "type": "github",
-                "repo": "acme/api",
-                "write_spacing": 0,
-                "base_url": github_emulator.base_url,
-                "token": {"env": "ID_GITHUB"},
-            },
-            {
-                "name": "jira",
-                "type": "jira",
-                "base_url": jira_emulator.base_url,
-                "email": DEFAULT_EMAIL,
-                "token": {"env": "ID_JIRA"},
-                "jql": "project = OPS",
-            },
-            {
-                "name": "trello",
-                "type": "trello",
-                "boards": [board],
-                "base_url": trello_emulator.base_url,
-                "key": {"env": "ID_TRELLO_KEY"},
-                "token": {"env": "ID_TRELLO_TOKEN"},
-            },
-        ],
+        "sources": source_tables("ID", github_emulator, jira_emulator, trello_emulator, [board]),
     }
     ledger = Ledger(tmp_path / "ledger.db")
     engine = Engine(parse_config(doc), ledger)

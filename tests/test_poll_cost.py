@@ -15,12 +15,10 @@ import pytest
 from syncd.config import parse_config
 from syncd.cycle import Engine
 from syncd.ledger import Ledger
-from syncd.sandbox.github import DEFAULT_TOKEN as GITHUB_TOKEN
 from syncd.sandbox.github import GitHubEmulator
-from syncd.sandbox.jira import DEFAULT_EMAIL, JiraEmulator
-from syncd.sandbox.jira import DEFAULT_TOKEN as JIRA_TOKEN
-from syncd.sandbox.trello import DEFAULT_KEY, TrelloEmulator
-from syncd.sandbox.trello import DEFAULT_TOKEN as TRELLO_TOKEN
+from syncd.sandbox.jira import JiraEmulator
+from syncd.sandbox.trello import TrelloEmulator
+from tests.toolworld import set_tool_secrets, source_tables
 
 
 @pytest.fixture
@@ -40,41 +38,10 @@ def engine(
     boards = [trello_emulator.add_board(f"Board {n}", members=["alicemoreau"]) for n in (1, 2)]
     for board in boards:
         trello_emulator.create_card(board, "Doing", "Three", members=["alicemoreau"])
-    for name, value in {
-        "COST_GITHUB": GITHUB_TOKEN,
-        "COST_JIRA": JIRA_TOKEN,
-        "COST_TRELLO_KEY": DEFAULT_KEY,
-        "COST_TRELLO_TOKEN": TRELLO_TOKEN,
-    }.items():
-        monkeypatch.setenv(name, value)
+    set_tool_secrets(monkeypatch, "COST")
     doc = {
         "ledger": str(tmp_path / "ledger.db"),
-        "sources": [
-            {
-                "name": "github",
-                "type": "github",
-                "repo": "acme/api",
-                "write_spacing": 0,
-                "base_url": github_emulator.base_url,
-                "token": {"env": "COST_GITHUB"},
-            },
-            {
-                "name": "jira",
-                "type": "jira",
-                "base_url": jira_emulator.base_url,
-                "email": DEFAULT_EMAIL,
-                "token": {"env": "COST_JIRA"},
-                "jql": "project = OPS",
-            },
-            {
-                "name": "trello",
-                "type": "trello",
-                "boards": boards,
-                "base_url": trello_emulator.base_url,
-                "key": {"env": "COST_TRELLO_KEY"},
-                "token": {"env": "COST_TRELLO_TOKEN"},
-            },
-        ],
+        "sources": source_tables("COST", github_emulator, jira_emulator, trello_emulator, boards),
         "people": [
             {
                 "id": "alice",

@@ -110,36 +110,64 @@ class ToolWorld:
         assert all(r.ok for r in results), [r.error for r in results]
 
 
+def source_tables(
+    prefix: str,
+    github: GitHubEmulator,
+    jira: JiraEmulator,
+    trello: TrelloEmulator,
+    boards: list[str],
+    names: tuple[str, str, str] = ("github", "jira", "trello"),
+    repo: str = REPO,
+) -> list[dict[str, Any]]:
+    """[[sources]] tables for the three emulators: GitHub `repo`, Jira project OPS and the
+    Trello `boards`, named `names`, their secrets read from the variables set_tool_secrets
+    sets for `prefix`."""
+    hub, ops, board = names
+    return [
+        {
+            "name": hub,
+            "type": "github",
+            "repo": repo,
+            "write_spacing": 0,
+            "base_url": github.base_url,
+            "token": {"env": f"{prefix}_GITHUB"},
+        },
+        {
+            "name": ops,
+            "type": "jira",
+            "base_url": jira.base_url,
+            "email": DEFAULT_EMAIL,
+            "token": {"env": f"{prefix}_JIRA"},
+            "jql": "project = OPS",
+        },
+        {
+            "name": board,
+            "type": "trello",
+            "boards": boards,
+            "base_url": trello.base_url,
+            "key": {"env": f"{prefix}_TRELLO_KEY"},
+            "token": {"env": f"{prefix}_TRELLO_TOKEN"},
+        },
+    ]
+
+
+def set_tool_secrets(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
+    """The emulators' default secrets in PREFIX_GITHUB, PREFIX_JIRA, PREFIX_TRELLO_KEY and
+    PREFIX_TRELLO_TOKEN, where source_tables reads them."""
+    for name, value in {
+        "GITHUB": GITHUB_TOKEN,
+        "JIRA": JIRA_TOKEN,
+        "TRELLO_KEY": DEFAULT_KEY,
+        "TRELLO_TOKEN": TRELLO_TOKEN,
+    }.items():
+        monkeypatch.setenv(f"{prefix}_{name}", value)
+
+
 def config_doc(world: ToolWorld) -> dict[str, Any]:
     return {
         "ledger": str(world.path / "ledger.db"),
         "daemon": {"jitter": "0s"},
-        "sources": [
-            {
-                "name": "github",
-                "type": "github",
-                "repo": REPO,
-                "write_spacing": 0,
-                "base_url": world.github.base_url,
-                "token": {"env": "WORLD_GITHUB"},
-            },
-            {
-                "name": "jira",
-                "type": "jira",
-                "base_url": world.jira.base_url,
-                "email": DEFAULT_EMAIL,
-                "token": {"env": "WORLD_JIRA"},
-                "jql": "project = OPS",
-            },
-            {
-                "name": "trello",
-                "type": "trello",
-                "boards": [world.board],
-                "base_url": world.trello.base_url,
-                "key": {"env": "WORLD_TRELLO_KEY"},
-                "token": {"env": "WORLD_TRELLO_TOKEN"},
-            },
-        ],
+        "sources": source_tables("WORLD", world.github, world.jira, world.trello, [world.board]),
         "people": [
             {
                 "id": p,
@@ -176,13 +204,7 @@ def tool_world(
                 world.board, "Doing", title, members=[world.username("alice")], by="alicetrello"
             )
         )
-    for name, value in {
-        "WORLD_GITHUB": GITHUB_TOKEN,
-        "WORLD_JIRA": JIRA_TOKEN,
-        "WORLD_TRELLO_KEY": DEFAULT_KEY,
-        "WORLD_TRELLO_TOKEN": TRELLO_TOKEN,
-    }.items():
-        monkeypatch.setenv(name, value)
+    set_tool_secrets(monkeypatch, "WORLD")
     config = parse_config(config_doc(world))
     ledger = Ledger(config.ledger)
     world.engine = Engine(config, ledger)
