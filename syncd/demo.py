@@ -305,6 +305,17 @@ def seed(world: World) -> None:
         assignees=["alice-m"],
         user="support-desk",
     )
+    gh.create_pull_request("acme/api", "Retry 3-D Secure callback", "Fixes #1", user="alice-m")
+    world.jira.add_project("OPS", "Operations", next_number=7)
+    world.board = world.trello.add_board(
+        "Key accounts", members=[v[2] for v in PEOPLE.values()], lists=("To Do", "Doing", "Done")
+    )
+
+
+def file_the_others(world: World) -> None:
+    """The items that declare acme/api#1, filed once syncd has read it: so REQ-1 is always
+    the API issue, with its title, whichever source the daemon happens to poll first."""
+    gh = world.github
     gh.create_issue(
         "acme/web",
         f"{WEB_DECLARES} Checkout button spins forever",
@@ -312,8 +323,6 @@ def seed(world: World) -> None:
         user="web-lead",
     )
     gh.create_issue("acme/web", "Dark mode toggle is unreadable", assignees=["bob-ok"])
-    gh.create_pull_request("acme/api", "Retry 3-D Secure callback", "Fixes #1", user="alice-m")
-    world.jira.add_project("OPS", "Operations", next_number=7)
     world.jira.create_issue(
         "OPS",
         "EU card payments failing at checkout",
@@ -325,9 +334,6 @@ def seed(world: World) -> None:
             ],
         ),
         assignee=world.accounts["alice"],
-    )
-    world.board = world.trello.add_board(
-        "Key accounts", members=[v[2] for v in PEOPLE.values()], lists=("To Do", "Doing", "Done")
     )
 
 
@@ -418,6 +424,13 @@ def operator_links_the_mail(ledger: Path) -> None:
 def story(world: World, daemon: Daemon, ledger: Path) -> None:
     """What the people in the story do, while the daemon runs in the main thread."""
     try:
+        wait_for(lambda: linked(ledger) == 1)  # REQ-1 is acme/api#1
+        file_the_others(world)
+        step(
+            f"syncd read it as REQ-1. The web team files acme/web#1 titled '{WEB_DECLARES} "
+            f"Checkout button spins forever', and ops opens OPS-7 with a "
+            f"'{OPS_DECLARES}acme/api#1' line"
+        )
         if wait_for(lambda: world.owners()["GitHub acme/web#1"] == "alice"):
             step(
                 f"acme/web#1's title starts with {WEB_DECLARES} and OPS-7 says "
@@ -619,7 +632,7 @@ def run_demo(
             step(f"SKIPPED the shared mailbox (email) part of the story: {skipped}")
         world.accounts = {pid: world.jira.add_user(v[0]) for pid, v in PEOPLE.items()}
         seed(world)
-        step("seeded acme/api#1 (Alice), acme/web#1 and OPS-7 (each declares it) and others")
+        step("seeded acme/api#1, support's bug report, assigned to Alice")
         config_path = work / "syncd.toml"
         config_path.write_text(config_text(world))
         code = run_daemon(

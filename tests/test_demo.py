@@ -96,6 +96,10 @@ def assert_story(result: subprocess.CompletedProcess[str], items: int) -> None:
     assert result.stdout.index("==> the ledger\n") < result.stdout.index("REQUEST  STATE")
     # The operator's view, printed by `syncd ls`: one request for the story, one other.
     assert re.search(r"^REQ-1 +open +carol ", result.stdout, re.MULTILINE), result.stdout
+    # REQ-1 is the API issue, with its title, whichever source the daemon polled first.
+    assert re.search(
+        r"^REQ-1 +open .* Checkout fails for cards issued in the EU$", result.stdout, re.M
+    ), result.stdout
     assert re.search(r"^REQ-2 +open +bob +web ", result.stdout, re.MULTILINE)
     assert not re.search(r"^REQ-3 ", result.stdout, re.MULTILINE)
 
