@@ -33,6 +33,14 @@ def _items_named(ledger: Ledger, text: str) -> tuple[list[dict[str, Any]], list[
         f"SELECT {cols} FROM links l WHERE l.ref = ? OR l.ref = ? OR l.url = ? OR l.url = ?",  # noqa: S608
         (t, mid, t, t.rstrip("/")),
     )
+    if not found and "@" in mid:
+        # Any message of a mail thread: the mailbox adapter records, per Message-ID, the
+        # root of the thread it belongs to ("m:<Message-ID>" in adapter_state).
+        found = ledger.rows(
+            f"SELECT {cols} FROM adapter_state s JOIN links l ON l.source = s.source "  # noqa: S608
+            "AND l.ref = json_extract(s.value, '$.root') WHERE s.key = 'm:' || ?",
+            (mid,),
+        )
     keys = [k for k in extract_keys(t) if not k.startswith("req:")]
     if not found and keys:
         found = ledger.rows(
@@ -66,7 +74,8 @@ def find_request(ledger: Ledger, text: str) -> str:
 
 def find_item(ledger: Ledger, text: str) -> int:
     """The linked item (its link id) that `text` names: a tool ref (OPS-7, acme/api#12), an
-    issue, browse or card URL, or a mail's Message-ID (with or without <>)."""
+    issue, browse or card URL, or the Message-ID (with or without <>) of any message of a
+    mail thread."""
     items, _ = _items_named(ledger, text)
     if len(items) == 1:
         return int(items[0]["id"])

@@ -333,3 +333,31 @@ def test_relink_finds_declarations_meeting_another_request(runner, world) -> Non
     assert "Not merged" in conflicts[0]["detail"]
     rows = json.loads(ok(runner, world, "relink", "--dry-run", "--json"))
     assert {(r["action"], r["item"]) for r in rows} == {("link", "api:acme/api#13")}
+
+
+def test_any_message_of_a_mail_thread_names_the_thread(runner, world) -> None:
+    world.see("ops", "OPS-7", ("acc-alice",))
+    t = world.t + timedelta(minutes=1)
+    thread = Observation(
+        source="support",
+        ref="root-1@customer.example",
+        url="mid:root-1@customer.example",
+        title="Checkout fails",
+        state="open",
+        owners=(),
+        updated_at=t,
+        keys=("email:root-1@customer.example",),
+    )
+    with Ledger(world.path) as ledger:
+        ledger.apply_page("support", "email", Page([thread]), DIRECTORY, now=t)
+        # as the mailbox adapter records the thread a reply belongs to
+        ledger.conn.execute(
+            "INSERT INTO adapter_state (source, key, value) VALUES ('support', ?, ?)",
+            ("m:reply-2@customer.example", json.dumps({"root": "root-1@customer.example"})),
+        )
+    out = json.loads(
+        ok(runner, world, "link", "REQ-1", "<reply-2@customer.example>", "--dry-run", "--json")
+    )
+    assert out["item"] == "support:root-1@customer.example"
+    out = json.loads(ok(runner, world, "link", "REQ-1", "root-1@customer.example", "--json"))
+    assert (out["action"], out["request"]) == ("merged", "REQ-1")

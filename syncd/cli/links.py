@@ -56,8 +56,9 @@ def link_command(
     that request along (a merge: `syncd split` undoes it).
 
     REQ is a request id (REQ-42, 42) or a linked item's tool ref or URL. ITEM is a tool ref
-    (OPS-7, acme/api#12), an issue, browse or card URL, a mail's Message-ID, or another
-    request's id (REQ-7), which then merges into REQ.
+    (OPS-7, acme/api#12), an issue, browse or card URL, the Message-ID of any message in a
+    mail thread (the thread is the item), or another request's id (REQ-7), which then merges
+    into REQ.
 
     \b
     Examples:
