@@ -378,9 +378,9 @@ def status_view(st: Mapping[str, Any]) -> str:
         out.append("no sources have been polled yet")
     t = st["totals"]
     out.append(
-        f"totals: {t['requests']} requests ({t['open']} open, {t['unowned_open']} of them "
-        f"unowned); write-backs {t['outbox_pending']} pending, {t['outbox_dead']} dead, "
-        f"{t['outbox_skipped']} skipped; {t['quarantined']} items quarantined"
+        f"totals: {plural(t['requests'], 'request')} ({t['open']} open, {t['unowned_open']} "
+        f"of them unowned); write-backs {t['outbox_pending']} pending, {t['outbox_dead']} dead, "
+        f"{t['outbox_skipped']} skipped; {plural(t['quarantined'], 'item')} quarantined"
     )
     return shown("\n".join(out))
 

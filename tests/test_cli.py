@@ -26,6 +26,7 @@ from syncd.ledger import Ledger, iso, now_utc
 from syncd.models import Observation, Page, Quarantined, State
 from syncd.people import Directory
 from syncd.sandbox.github import DEFAULT_TOKEN, GitHubEmulator
+from tests.syncdproc import syncd
 
 PEOPLE = [
     Person(id="alice", name="Alice Moreau", handles={"github": "alice-m", "jira": "acc-alice"}),
@@ -683,6 +684,9 @@ def test_status_text(runner: CliRunner, story: Story) -> None:
         for line in lines
     )
     assert lines[-1].startswith("totals: 4 requests (3 open, 1 of them unowned)")
+    # Counts of one are singular, as the command prints them for a user.
+    last = syncd("--ledger", story.path, "status").stdout.splitlines()[-1]
+    assert last.endswith("; 1 item quarantined"), last
 
 
 def test_status_a_dead_write_stops_counting_once_a_newer_one_replaces_it(
