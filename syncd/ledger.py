@@ -559,12 +559,13 @@ class Ledger:
         its declarations name, one conflict event each, once (only new declarations count)."""
         name = f"{obs.source}:{obs.ref}"
         named = sorted({cand.request_id for cand in decision.evidence})
+        # Short enough for history's WHY column: the decision first, then the evidence.
         detail = (
-            "; ".join(
+            f"not merged ({decision.reason}); decide with `syncd link REQ {obs.ref}`: "
+            + "; ".join(
                 f"{cand.describe(name)} ({request_key(cand.request_id)})"
                 for cand in decision.evidence
             )
-            + f". Not merged: {decision.reason}. Decide with `syncd link REQ {obs.ref}`."
         )
         for target in sorted({rid, *named}):
             c.execute(
@@ -876,8 +877,6 @@ class Ledger:
                 key_rows,
             )
         record_item_facts(c, rid, link_id, obs, kind, d)
-        if decision.action == "ambiguous":
-            self._record_ambiguity(c, obs, rid, decision, now)
         for handle in obs.owners:
             if handles is not None:
                 if (kind, handle) in handles:
@@ -915,6 +914,8 @@ class Ledger:
             )
             if e.kind == "owner_changed":
                 handoffs.append(int(cur.lastrowid or 0))
+        if decision.action == "ambiguous":
+            self._record_ambiguity(c, obs, rid, decision, now)
         # A new request has one link, whose snapshot is the canonical value: nothing owed.
         if plan.request_id is not None and (
             plan.new_link

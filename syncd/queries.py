@@ -297,7 +297,8 @@ LEFT JOIN people tp ON tp.id = e.to_value
 LEFT JOIN people ap ON ap.id = e.actor
 LEFT JOIN links l ON l.id = (SELECT min(x.id) FROM links x
                              WHERE x.request_id = e.request_id AND x.source = e.source)
-WHERE (:all = 1 OR e.kind IN ('owner_changed', 'merged', 'split', 'unlinked', 'relinked'))
+WHERE (:all = 1 OR e.kind IN ('owner_changed', 'merged', 'split', 'unlinked', 'relinked')
+       OR (e.kind = 'conflict' AND e.field = 'link'))
   AND (:request_id IS NULL OR e.request_id = :request_id)
   AND (:since IS NULL OR coalesce(e.source_at, e.at) >= :since)
 ORDER BY "when", e.id

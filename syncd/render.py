@@ -180,7 +180,7 @@ def describe_event(e: Mapping[str, Any]) -> str:
     elif kind in ("owner_changed", "state_changed"):
         text = f"{e['field']}: {frm} -> {to}"
     elif kind == "conflict" and e["field"] == "link":
-        text = f"not merged with {frm}"
+        text = f"not merged: {frm}"
     elif kind == "conflict":
         text = f"conflict on {e['field']}: kept {to}, lost {frm}"
     elif kind == "accepted":
@@ -299,6 +299,8 @@ def history_view(rows: list[dict[str, Any]], *, all_kinds: bool = False) -> str:
             change = f"{kept} {_person(r['to'], r['to_name'])}"
         elif r["kind"] in IDENTITY_KINDS:
             change = identity_change(r)
+        elif r["kind"] == "conflict" and r["field"] == "link":
+            change = f"not merged: {r['from_value']}"
         elif r["kind"] in ("away", "back", "accepted", "escalated"):
             change = _person(r["to"], r["to_name"])  # who is away, back, accepting, late
         elif r["kind"] == "delegated":

@@ -330,7 +330,9 @@ def test_relink_finds_declarations_meeting_another_request(runner, world) -> Non
         "SELECT request_id, detail FROM events WHERE kind = 'conflict' AND field = 'link'"
     )
     assert [c["request_id"] for c in conflicts] == [1, 2, 3]
-    assert "Not merged" in conflicts[0]["detail"]
+    assert conflicts[0]["detail"].startswith("not merged (")
+    history = json.loads(ok(runner, world, "history", "--json"))  # shown with the handoffs
+    assert [h["request"] for h in history if h["kind"] == "conflict"] == ["REQ-1", "REQ-2", "REQ-3"]
     rows = json.loads(ok(runner, world, "relink", "--dry-run", "--json"))
     assert {(r["action"], r["item"]) for r in rows} == {("link", "api:acme/api#13")}
 
