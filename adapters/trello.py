@@ -78,7 +78,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -95,8 +95,21 @@ from syncd.adapters.base import (
     is_loopback,
     owner_entries,
     timestamp,
-    timestamp_or_none,
     typed,
+)
+from syncd.adapters.trello_feed import (
+    ACTION_TYPES,
+    ACTIONS_LIMIT,
+    COMMENT,
+    ID,
+    Action,
+    Mark,
+    changed_cards,
+    cursor_of,
+    owner_times,
+    read_action,
+    resume,
+    sweep_due,
 )
 from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable
 from syncd.crossref import References, item_key, read_references, with_links
@@ -113,26 +126,12 @@ from syncd.models import (
     RateBudget,
     State,
 )
-from syncd.notes import is_syncd_text, plain_text
+from syncd.notes import plain_text
 from syncd.people import Directory
 from syncd.throttle import SlidingWindow, ThrottledTransport, shared_window
 
-_ID = re.compile(r"^[0-9a-f]{24}$")
 _SHORT_LINK = re.compile(r"^[A-Za-z0-9]{8,12}$")
 
-# An attachment added to a card is how Power-Ups link it to an issue elsewhere: the card is
-# then read again, with its attachments.
-ACTION_TYPES = (
-    "addMemberToCard",
-    "removeMemberFromCard",
-    "updateCard",
-    "createCard",
-    "addAttachmentToCard",
-)
-COMMENT = "commentCard"  # read only with `commands` or `read_comments`
-_MAX_COMMENT = 4000  # characters of a comment kept as activity
-_MEMBER_ACTIONS = frozenset({"addMemberToCard", "removeMemberFromCard"})
-ACTIONS_LIMIT = 1000  # Trello's maximum; a full answer may have left actions out
 CARD_FIELDS = (
     "name,desc,idList,idMembers,closed,dateLastActivity,shortLink,url,idBoard,labels,badges"
 )
@@ -174,7 +173,7 @@ class TrelloConfig(CommentSettings):
     @classmethod
     def _board_ids(cls, v: list[str]) -> list[str]:
         ids = [b.strip().lower() for b in v]
-        bad = [b for b, i in zip(v, ids, strict=True) if not _ID.match(i)]
+        bad = [b for b, i in zip(v, ids, strict=True) if not ID.match(i)]
         if bad:
             raise ValueError(
                 f"not a board id: {', '.join(map(repr, bad))}; open "
@@ -196,140 +195,6 @@ class TrelloConfig(CommentSettings):
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError("must be a plain API root, without query, fragment or credentials")
         return v.rstrip("/")
-
-
-@dataclass(frozen=True)
-class _Mark:
-    """Where one board's feed stands."""
-
-    since: str | None = None  # newest action id read
-    swept: datetime | None = None  # when its cards were last all read
-    # Cards quarantined and not readable since: card id -> fingerprint of what was read.
-    # A sweep reads them again unchanged; they are reported once, not every hour.
-    bad: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Action:
-    id: str
-    type: str
-    date: datetime
-    card: str
-    creator: str | None = None  # idMemberCreator: who did it
-    text: str | None = None  # a comment's text
-    kind: str | None = None  # as activity: comment, assign, state (list or archive), edit
-
-    @property
-    def by_syncd(self) -> bool:
-        return self.type == COMMENT and is_syncd_text(self.text)
-
-
-def resume(cursor: Cursor | None, boards: Sequence[str]) -> dict[str, _Mark]:
-    """Each configured board's mark from a stored cursor. What cannot be read starts that
-    board over (a sweep), which is slow but changes nothing."""
-    stored = cursor.get("boards") if isinstance(cursor, dict) else None
-    marks = {}
-    for board in boards:
-        entry = stored.get(board) if isinstance(stored, dict) else None
-        entry = entry if isinstance(entry, dict) else {}
-        since = entry.get("since")
-        bad = entry.get("quarantined")
-        marks[board] = _Mark(
-            since if isinstance(since, str) and _ID.match(since) else None,
-            timestamp_or_none(entry.get("swept")),
-            {
-                k: v
-                for k, v in (bad.items() if isinstance(bad, dict) else ())
-                if isinstance(k, str) and isinstance(v, str)
-            },
-        )
-    return marks
-
-
-def cursor_of(marks: dict[str, _Mark]) -> Cursor:
-    boards: dict[str, Any] = {}
-    for board, mark in marks.items():
-        entry: dict[str, Any] = {}
-        if mark.since is not None:
-            entry["since"] = mark.since
-        if mark.swept is not None:
-            entry["swept"] = mark.swept.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        if mark.bad:
-            entry["quarantined"] = dict(mark.bad)
-        boards[board] = entry
-    return {"boards": boards}
-
-
-def sweep_due(mark: _Mark, now: datetime, every: timedelta, overflowed: bool) -> bool:
-    return overflowed or mark.swept is None or now - mark.swept >= every
-
-
-def changed_cards(actions: Sequence[_Action]) -> list[str]:
-    """The cards the actions touched, by the time of their latest action, oldest first.
-    syncd's own comments change nothing: they are no reason to read a card."""
-    latest: dict[str, datetime] = {}
-    for action in actions:
-        if action.by_syncd:
-            continue
-        if action.card not in latest or action.date > latest[action.card]:
-            latest[action.card] = action.date
-    return sorted(latest, key=lambda card: latest[card])
-
-
-def owner_times(actions: Sequence[_Action]) -> dict[str, tuple[datetime, str | None]]:
-    """When each card's members last changed, and who changed them (the action's
-    memberCreator), from its add/remove member actions."""
-    times: dict[str, tuple[datetime, str | None]] = {}
-    for action in actions:
-        if action.type in _MEMBER_ACTIONS and (
-            action.card not in times or action.date > times[action.card][0]
-        ):
-            times[action.card] = (action.date, action.creator)
-    return times
-
-
-def _read_action(raw: object, types: Sequence[str] = ACTION_TYPES) -> _Action | None:
-    """An action that names a card, or None. Actions only say which cards to read, so one
-    that cannot be read is skipped; the card still comes with the next sweep."""
-    if not isinstance(raw, dict):
-        return None
-    action_id, kind = raw.get("id"), raw.get("type")
-    data = raw.get("data")
-    card = data.get("card") if isinstance(data, dict) else None
-    card_id = card.get("id") if isinstance(card, dict) else None
-    when = timestamp_or_none(raw.get("date"))
-    if (
-        not isinstance(action_id, str)
-        or not _ID.match(action_id)
-        or kind not in types
-        or not isinstance(card_id, str)
-        or not _ID.match(card_id)
-        or when is None
-    ):
-        return None
-    creator = raw.get("idMemberCreator")
-    text = data.get("text") if isinstance(data, dict) else None
-    return _Action(
-        action_id,
-        str(kind),
-        when,
-        card_id,
-        creator if isinstance(creator, str) and _ID.match(creator) else None,
-        text[:_MAX_COMMENT] if isinstance(text, str) else None,
-        _activity_kind(str(kind), data if isinstance(data, dict) else {}),
-    )
-
-
-def _activity_kind(kind: str, data: dict[str, Any]) -> str | None:
-    if kind == COMMENT:
-        return "comment"
-    if kind in _MEMBER_ACTIONS:
-        return "assign"
-    if kind == "updateCard":
-        old = data.get("old")
-        moved = "listAfter" in data or (isinstance(old, dict) and "closed" in old)
-        return "state" if moved else "edit"
-    return None
 
 
 def _rate_limit_wait(response: httpx.Response) -> float | None:
@@ -417,7 +282,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             if page is not None:
                 yield page
 
-    def _pull_board(self, board: str, marks: dict[str, _Mark], now: datetime) -> Page | None:
+    def _pull_board(self, board: str, marks: dict[str, Mark], now: datetime) -> Page | None:
         mark = marks[board]
         raw_actions = self._actions(board, mark.since)
         actions = [
@@ -457,24 +322,24 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             replace(o, activity=said[o.ref]) if o.ref in said else o for o in page.observations
         ]
         newest = max(actions, key=lambda a: (a.date, a.id)).id if actions else mark.since
-        marks[board] = _Mark(newest, now if sweep else mark.swept, bad)
+        marks[board] = Mark(newest, now if sweep else mark.swept, bad)
         page.cursor = cursor_of(marks)
         return page
 
-    def _learn_and_read(self, raw: object) -> _Action | None:
+    def _learn_and_read(self, raw: object) -> Action | None:
         # Actions carry the usernames of the member and of who acted: learning them here
         # saves a members read, and names the actor of an owner change.
         for name in ("member", "memberCreator"):
             member = raw.get(name) if isinstance(raw, dict) else None
             if isinstance(member, dict):
                 self._learn_member(member)
-        return _read_action(raw, self._types)
+        return read_action(raw, self._types)
 
     @property
     def _types(self) -> tuple[str, ...]:
         return (*ACTION_TYPES, COMMENT) if self.config.wants_comments else ACTION_TYPES
 
-    def _activity(self, actions: Sequence[_Action]) -> dict[str, tuple[Activity, ...]]:
+    def _activity(self, actions: Sequence[Action]) -> dict[str, tuple[Activity, ...]]:
         """What people did, by card, oldest first: comments, member changes, list moves and
         archiving (state), other edits; all from the feed already read."""
         said: dict[str, list[Activity]] = {}
@@ -521,7 +386,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                     obs = self._with_attachments(obs, raw, obs.ref in changed, read, page)
             except Unreadable as exc:
                 card_id = raw.get("id") if isinstance(raw, dict) else None
-                ref = card_id if isinstance(card_id, str) and _ID.match(card_id) else None
+                ref = card_id if isinstance(card_id, str) and ID.match(card_id) else None
                 quarantined = Quarantined(self.name, ref, exc.reason, evidence(raw))
                 if ref is None:
                     page.quarantined.append(quarantined)
@@ -608,7 +473,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         if not isinstance(raw, dict):
             raise Unreadable(f"a card is a JSON {type(raw).__name__}, not an object")
         card_id = raw.get("id")
-        if not isinstance(card_id, str) or not _ID.match(card_id):
+        if not isinstance(card_id, str) or not ID.match(card_id):
             raise Unreadable("id is missing or not a Trello id")
         if raw.get("idBoard") != board:
             # Moved to another board: out of this source's scope. Its absence closes
@@ -625,12 +490,12 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             raise Unreadable("url is missing or not an https URL")
         closed = typed(raw, "closed", bool)
         list_id = typed(raw, "idList", str)
-        if not _ID.match(list_id):
+        if not ID.match(list_id):
             raise Unreadable("idList is not a Trello id")
         entries = owner_entries(raw, "idMembers")
         if len(entries) > _MAX_MEMBERS:
             raise Unreadable(f"idMembers has {len(entries)} entries, more than a card holds")
-        members = [m for m in entries if isinstance(m, str) and _ID.match(m)]
+        members = [m for m in entries if isinstance(m, str) and ID.match(m)]
         if len(members) != len(entries):
             raise Unreadable("idMembers holds something that is not a member id")
         # Read after the board's members were refreshed for this card: an id still unknown
@@ -719,7 +584,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         member_id, username = entry.get("id"), entry.get("username")
         if (
             isinstance(member_id, str)
-            and _ID.match(member_id)
+            and ID.match(member_id)
             and isinstance(username, str)
             and 0 < len(username) <= 100
         ):
@@ -739,7 +604,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         if (
             not isinstance(board, str)
             or not isinstance(members, list)
-            or not all(isinstance(m, str) and _ID.match(m) for m in members)
+            or not all(isinstance(m, str) and ID.match(m) for m in members)
         ):
             raise MalformedResponse(self.name, f"card {card_id}: no readable idMembers")
         if any(m not in self._usernames and m not in self._claimed for m in members):
@@ -779,7 +644,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             # owners read back next tell the outbox that someone else was at work here.
 
     def _member_id(self, handle: str, board: str) -> str:
-        if _ID.match(handle.lower()):
+        if ID.match(handle.lower()):
             return handle.lower()
         member = self._member_ids.get(handle.lower())
         if member is None:
@@ -799,7 +664,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         card_id = self._card_id(ref)
         data = self._get(f"cards/{card_id}/actions", {"filter": COMMENT})
         for raw in data if isinstance(data, list) else ():
-            action = _read_action(raw, (COMMENT,))
+            action = read_action(raw, (COMMENT,))
             if action is not None and action.text is not None and marker in action.text:
                 return action.id
         return None
@@ -813,12 +678,12 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         )
         data = self.client.json(response)
         action_id = data.get("id") if isinstance(data, dict) else None
-        if not isinstance(action_id, str) or not _ID.match(action_id):
+        if not isinstance(action_id, str) or not ID.match(action_id):
             raise MalformedResponse(self.name, f"card {card_id}: the comment answer has no id")
         return action_id
 
     def _card_id(self, ref: str) -> str:
-        if not _ID.match(ref):
+        if not ID.match(ref):
             raise FatalError(self.name, f"{ref!r} is not a Trello card id")
         return ref
 

@@ -19,7 +19,6 @@ from pydantic import ValidationError
 
 from syncd.adapters import adapter_class
 from syncd.adapters.trello import (
-    ACTION_TYPES,
     CARD_FIELDS,
     KEY_LIMIT,
     TOKEN_LIMIT,
@@ -27,6 +26,7 @@ from syncd.adapters.trello import (
     TrelloAdapter,
     TrelloConfig,
 )
+from syncd.adapters.trello_feed import ACTION_TYPES
 from syncd.config import Person
 from syncd.errors import FatalError, MalformedResponse, RetriableError, SourceError
 from syncd.http import HttpOptions, TraceWriter
