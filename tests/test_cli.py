@@ -26,7 +26,7 @@ from syncd.ledger import Ledger, iso, now_utc
 from syncd.models import Observation, Page, Quarantined, State
 from syncd.people import Directory
 from syncd.sandbox.github import DEFAULT_TOKEN, GitHubEmulator
-from tests.syncdproc import syncd
+from tests.syncdproc import SYNCD, syncd
 
 PEOPLE = [
     Person(id="alice", name="Alice Moreau", handles={"github": "alice-m", "jira": "acc-alice"}),
@@ -1005,3 +1005,15 @@ def test_installed_script(story: Story) -> None:
     )
     assert ls_run.returncode == 0, ls_run.stderr
     assert keys_of(json.loads(ls_run.stdout)) == ["REQ-1", "REQ-2", "REQ-3", "REQ-4"]
+
+
+@pytest.mark.parametrize("args", [["status"], ["ls", "--all"], ["history", "--all"]])
+def test_a_reader_that_goes_away_ends_syncd_quietly(story: Story, args: list[str]) -> None:
+    """`syncd status | head -1`: no "syncd: error: Broken pipe", the shell's SIGPIPE status."""
+    command = [str(SYNCD), "--ledger", str(story.path), *args]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdout.close()  # before syncd writes anything: its first write fails
+        err = proc.stderr.read()
+        assert (proc.wait(timeout=60), err) == (141, b"")

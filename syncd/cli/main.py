@@ -9,12 +9,16 @@ This is the one place that turns errors into exit codes:
     2   a usage error: unknown option, missing argument, malformed value (click's own)
     70  an unexpected internal error (EX_SOFTWARE); one line on stderr and a hint to rerun
         with --debug, which prints the traceback
+    141 the reader of stdout went away (`| head`); nothing on stderr, as for tools that
+        SIGPIPE ends
 
 Command output goes to stdout; logs and errors go to stderr.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import traceback
 from pathlib import Path
 from typing import Any, NoReturn
@@ -33,6 +37,7 @@ from syncd.safetext import safe_text
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 70
+EXIT_PIPE = 128 + 13  # what a shell reports for a tool that SIGPIPE ended
 
 
 def _fail(
@@ -58,9 +63,16 @@ class SyncdGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here, not in Python's exit
+            return result
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:
+            # The reader went away (`syncd history | head`): stop quietly, as a tool that
+            # SIGPIPE ends does, and keep Python's own last flush from failing again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(EXIT_PIPE)
         except ConfigError as exc:
             _fail(ctx, str(exc).splitlines(), EXIT_ERROR, exc, _debug(ctx))
         except SyncdError as exc:
