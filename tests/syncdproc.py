@@ -64,6 +64,13 @@ def syncd_on_terminal(
         [str(SYNCD), *map(str, args)], stdin=slave, stdout=slave, stderr=slave, env=full_env
     )
     os.close(slave)
+    output = read_terminal(master)
+    code = proc.wait(timeout=60)
+    return code, output.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def read_terminal(master: int) -> bytes:
+    """All a child writes to its pseudo-terminal until it closes its side; closes `master`."""
     chunks = []
     while True:
         try:
@@ -74,5 +81,4 @@ def syncd_on_terminal(
             break
         chunks.append(data)
     os.close(master)
-    code = proc.wait(timeout=60)
-    return code, b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    return b"".join(chunks)

@@ -27,6 +27,7 @@ from syncd.ledger import Ledger, now_utc
 from syncd.models import Handoff, Observation, Page
 from syncd.people import Directory
 from syncd.safetext import safe_text
+from tests.syncdproc import read_terminal
 
 SYNCD = Path(sys.executable).with_name("syncd")
 
@@ -129,18 +130,9 @@ def on_terminal(*args: str) -> bytes:
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen([str(SYNCD), *args], stdout=slave, stderr=slave, env=env)
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    assert proc.wait(timeout=60) == 0, b"".join(chunks).decode("utf-8", "replace")
-    return b"".join(chunks)
+    output = read_terminal(master)
+    assert proc.wait(timeout=60) == 0, output.decode("utf-8", "replace")
+    return output
 
 
 @pytest.fixture(scope="module")
