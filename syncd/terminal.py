@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import textwrap
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Literal, TextIO
 
@@ -63,9 +65,24 @@ class Terminal:
             return line
         return line[: max(self.width - 1, 1)] + "…"
 
-    def lines(self, text: str, styles: dict[int, Style] | None = None) -> str:
-        """A view fitted line by line, with line i painted in styles[i]."""
+    def lines(
+        self,
+        text: str,
+        styles: dict[int, Style] | None = None,
+        *,
+        cut: Container[int] | None = None,
+    ) -> str:
+        """A view fitted line by line, with line i painted in styles[i]. Lines in `cut`
+        (every line when it is None), such as a table's rows, are clipped to the width; the
+        others are prose, an error say, and wrap, indented, so that nothing of it is lost."""
         styles = styles or {}
-        return "\n".join(
-            self.paint(self.fit(line), styles.get(i)) for i, line in enumerate(text.split("\n"))
-        )
+        out = []
+        for i, line in enumerate(text.split("\n")):
+            if cut is None or i in cut or self.width is None or len(line) <= self.width:
+                out.append(self.paint(self.fit(line), styles.get(i)))
+                continue
+            for part in textwrap.wrap(
+                line, self.width, subsequent_indent="  ", break_on_hyphens=False
+            ):
+                out.append(self.paint(part, styles.get(i)))
+        return "\n".join(out)

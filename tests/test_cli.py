@@ -6,6 +6,7 @@ Ledger.apply_page, handoffs through Ledger.assign, polls through Ledger.record_p
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import subprocess
@@ -1017,3 +1018,16 @@ def test_a_reader_that_goes_away_ends_syncd_quietly(story: Story, args: list[str
         proc.stdout.close()  # before syncd writes anything: its first write fails
         err = proc.stderr.read()
         assert (proc.wait(timeout=60), err) == (141, b"")
+
+
+def test_status_on_a_narrow_terminal_cuts_the_table_and_wraps_the_error(story: Story) -> None:
+    """The error is what an admin needs to read: it wraps; only the table's rows are cut."""
+    error = json.loads(syncd("--ledger", story.path, "status", "--json").stdout)["sources"]
+    error = next(s["last_error"] for s in error if s["source"] == "ops")
+    out = syncd("--ledger", story.path, "status", env={"COLUMNS": "40"}).stdout.splitlines()
+    assert all(len(line) <= 40 for line in out), out
+    assert next(line for line in out if line.startswith("ops (jira)")).endswith("…")
+    at = next(i for i, line in enumerate(out) if line.startswith("ops: last poll failed"))
+    more = itertools.takewhile(lambda line: line.startswith("  "), out[at + 1 :])
+    wrapped = " ".join(" ".join([out[at], *more]).split())
+    assert " ".join(error.split()) in wrapped, out

@@ -362,7 +362,10 @@ def status_command(env: Env, as_json: bool) -> None:
             styles[i] = "bad"
         elif s["health"] in ("stale", "never"):
             styles[i] = "warn"
-    click.echo(term.lines(render.status_view(st), styles))
+    # The source table (its header after the daemon line, then a row per source) is cut to
+    # the width; the daemon line, each source's last error and the totals wrap.
+    table_rows = range(1, 2 + len(st["sources"])) if st["sources"] else range(0)
+    click.echo(term.lines(render.status_view(st), styles, cut=table_rows))
     extra = routing.status_extras_view(st["follow_through"], now_utc())
     if extra:
         click.echo(extra)
