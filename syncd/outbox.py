@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from syncd.adapters.base import Adapter
-from syncd.config import CommentSettings
+from syncd.config import UNIX, CommentSettings
 from syncd.errors import FatalError, RateLimited, RetriableError, SourceError
 from syncd.ledger import Ledger, now_utc, parse_iso
 from syncd.models import Comment, Handoff
@@ -264,6 +264,15 @@ def drain(
     return stats
 
 
+def _person_name(actor: str | None, d: Directory) -> str | None:
+    """Who made a handoff, named only as a person of the config (an operator through their
+    `unix` handle): a login or an unmapped tool account (a Jira accountId) means nothing to
+    an item's audience, and a public repository must not learn it."""
+    if actor is not None and actor not in d.people and d.is_mapped(UNIX, actor):
+        actor = d.owner_for(UNIX, actor)
+    return d.display(actor) if actor in d.people else None
+
+
 def handoff_comment(row: dict[str, Any], settings: CommentSettings, d: Directory) -> Comment:
     """The comment telling one item's people of a handoff (a due_comments row). Pure.
     Items of other sources are named and linked only when `comment_links` lets this
@@ -280,7 +289,7 @@ def handoff_comment(row: dict[str, Any], settings: CommentSettings, d: Directory
         title=row["title"],
         to_name=d.display(row["to_value"]),
         from_name=d.display(row["from_value"]),
-        actor_name=d.display(row["actor"]),
+        actor_name=_person_name(row["actor"], d),
         where=where_text(
             row["event_source"],
             origin["kind"] if origin else None,

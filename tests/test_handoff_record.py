@@ -239,7 +239,7 @@ def test_a_handoff_note_is_one_comment_in_each_tool_and_never_comes_back(
     (github_note,) = world.comments()["github"]
     assert github_note.startswith(
         f"{world.request()} ([OPS-1] Printer offline) is now owned by Bob Stone, handed over "
-        "from Alice Moreau by morgan in the syncd CLI at "
+        "from Alice Moreau in the syncd CLI at "
     )
     assert "<!-- syncd:handoff:" in github_note  # hidden from people, there for retries
     handoffs = len(world.events("owner_changed"))
