@@ -14,7 +14,8 @@ Cursor (owned here; the core stores it as JSON and hands it back)::
 
 All three are optional; an empty or unreadable cursor lists everything. When an issue read
 earlier in a pull changes before the pull ends, later cursors fall back to ``{"since": ...}``
-at its old time, because offset paging may have skipped a neighbour (see _Listing.record).
+at its old time, because offset paging may have skipped a neighbour (see Listing.record in
+syncd.adapters.github_listing, which holds the cursor's rules).
 
 ``since`` is inclusive, so the issues at the boundary come back every cycle; those whose
 fingerprint (a hash of what their Observation carries) is unchanged are dropped, which makes
@@ -67,8 +68,8 @@ import re
 import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -85,7 +86,6 @@ from syncd.adapters.base import (
     is_loopback,
     owner_entries,
     present,
-    timestamp,
     typed,
 )
 from syncd.adapters.github_activity import (
@@ -96,6 +96,7 @@ from syncd.adapters.github_activity import (
     marker_comment,
     read_comment,
 )
+from syncd.adapters.github_listing import Listing, format_time, parse_time
 from syncd.config import CommentSettings, SecretRef, SecretsUnreadable
 from syncd.crossref import github_issue_keys, read_references
 from syncd.errors import ConfigError, FatalError, MalformedResponse
@@ -136,15 +137,6 @@ _MAX_URL = 2048
 _MAX_ASSIGNEES = 100
 _MAX_LABELS = 100  # labels kept per issue (routing rules test them)
 _MAX_ETAG = 256
-# Issues remembered at the boundary. More than this sharing one second means a bulk edit;
-# past the cap they are simply emitted again next cycle, which the ledger treats as no change.
-_MAX_SEEN = 1000
-
-# GitHub stamps updated_at to the second. A second this far behind the server's clock can
-# receive no further changes that a listing would not already show.
-_TICK = timedelta(seconds=1)
-_SETTLED = timedelta(seconds=60)
-
 _MAX_COMMENT_PAGES = 10  # pages of comments read per request chain; the rest come next cycle
 _SECONDARY_WAIT = 60.0
 _SECONDARY_WAIT_CAP = 30 * 60.0
@@ -228,106 +220,9 @@ class _Item:
     updated_at: datetime | None = None
 
 
-@dataclass
-class _Listing:
-    """Where one pull stands: what it has read, and where the next pull should start."""
-
-    since: datetime | None
-    seen: dict[int, str]
-    start_since: datetime | None = None
-    # When each issue was first read in this pull, to notice pagination shifting under us:
-    # one small entry per issue, never the issues themselves.
-    first_read: dict[int, datetime] = field(default_factory=dict)
-    # Set when issues may have been skipped: the next pull must start no later than this.
-    floor: datetime | None = None
-
-    @classmethod
-    def resume(cls, cursor: Cursor | None) -> tuple[_Listing, str | None]:
-        """The listing a stored cursor describes, and its etag. A cursor that cannot be read
-        starts from the beginning: reading everything again is slow but changes nothing."""
-        cursor = cursor if isinstance(cursor, dict) else {}
-        try:
-            since = _parse_time(cursor["since"]) if cursor.get("since") else None
-        except Unreadable:
-            return cls(None, {}), None
-        raw_seen = cursor.get("seen")
-        seen = {
-            int(k): v
-            for k, v in (raw_seen.items() if isinstance(raw_seen, dict) else ())
-            if isinstance(k, str) and k.isdigit() and isinstance(v, str)
-        }
-        etag = cursor.get("etag")
-        return cls(since, seen, start_since=since), etag if isinstance(etag, str) else None
-
-    def is_repeat(self, number: int, updated_at: datetime, fingerprint: str) -> bool:
-        if self.since is None or updated_at > self.since:
-            return False
-        # Older than the bookmark: already read, and re-reading it could only roll it back.
-        return updated_at < self.since or self.seen.get(number) == fingerprint
-
-    def record(self, number: int, updated_at: datetime, fingerprint: str) -> None:
-        first = self.first_read.setdefault(number, updated_at)
-        if first != updated_at:
-            # An issue read earlier in this pull changed and moved to the end of the listing.
-            # GitHub pages by offset, so everything after its old place moved up by one, and
-            # the issue that crossed the page boundary was never seen. It was updated no
-            # earlier than this issue's old time, so the next pull starts from there again.
-            self.floor = first if self.floor is None else min(self.floor, first)
-        if self.since is None or updated_at > self.since:
-            self.since, self.seen = updated_at, {}
-        if number in self.seen or len(self.seen) < _MAX_SEEN:
-            self.seen[number] = fingerprint
-
-    def settle(self, server_now: datetime | None) -> None:
-        """Step past the boundary second once GitHub's clock has left it well behind.
-
-        While the boundary second is recent, a change can still land in it, so its issues
-        are kept in `seen` and read again each cycle. Once it is older than _SETTLED by the
-        server's own clock, every change in it is already visible and was read in this pull,
-        so `since` moves one tick past it. Without this, a bulk edit that left hundreds of
-        issues in one second would be re-read, page after page, every cycle until one of
-        them changed again. Without a server clock (no Date header) nothing moves: the local
-        clock may not agree with the one that stamped updated_at.
-        """
-        if (
-            self.floor is None
-            and self.seen
-            and self.since is not None
-            and server_now is not None
-            and self.since + _TICK <= server_now - _SETTLED
-        ):
-            self.since, self.seen = self.since + _TICK, {}
-
-    @property
-    def unmoved(self) -> bool:
-        """True when the next pull will send the same first request as this one did."""
-        return self.floor is None and self.since == self.start_since
-
-    def cursor(self, etag: str | None = None) -> Cursor:
-        if self.floor is not None:
-            # Issues read since the floor are read again; the ledger takes them as no change.
-            return {"since": _format_time(self.floor)}
-        out: Cursor = {}
-        if self.since is not None:
-            out["since"] = _format_time(self.since)
-            out["seen"] = {str(n): fp for n, fp in self.seen.items()}
-        if etag is not None:
-            out["etag"] = etag
-        return out
-
-
-def _parse_time(value: object) -> datetime:
-    return timestamp(value, "updated_at")
-
-
 def _assignee_state(owners: tuple[str, ...]) -> str:
     """What is remembered of an issue's assignees, to notice when they change."""
     return json.dumps(sorted(h.lower() for h in owners))
-
-
-def _format_time(when: datetime) -> str:
-    # GitHub documents `since` as YYYY-MM-DDTHH:MM:SSZ; fractions appear only from emulators.
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _logins(issue: Mapping[str, object], what: str = "assignees") -> tuple[str, ...]:
@@ -469,9 +364,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         said: dict[int, list[Activity]] = {}
         if self.config.wants_comments:
             # GitHub stamps to the second; the feed starts at this one (inclusive).
-            feed = CommentFeed.resume(
-                cursor, _format_time(datetime.now(UTC).replace(microsecond=0))
-            )
+            feed = CommentFeed.resume(cursor, format_time(datetime.now(UTC).replace(microsecond=0)))
             said = self._read_comments(feed)
         for page, last in self._pull_issues(cursor, said):
             if feed is not None and page.cursor is not None:
@@ -487,7 +380,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
     def _pull_issues(
         self, cursor: Cursor | None, said: dict[int, list[Activity]]
     ) -> Iterator[tuple[Page, bool]]:
-        listing, etag = _Listing.resume(cursor)
+        listing, etag = Listing.resume(cursor)
         # What syncd last saw of each issue's assignees is compared only after the first
         # full listing: importing a repository is not a series of owner changes.
         incremental = listing.since is not None
@@ -498,7 +391,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
             "per_page": str(self.config.per_page),
         }
         if listing.since is not None:
-            params["since"] = _format_time(listing.since)
+            params["since"] = format_time(listing.since)
         headers = {"If-None-Match": etag} if etag else None
         response = self._request("GET", f"repos/{self.repo}/issues", params=params, headers=headers)
         if response.status_code == 304:
@@ -588,7 +481,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
             response = self._request("GET", last)  # the latest events are on the last page
         events = self.client.json(response)
         actor, at = latest_assignment(
-            events if isinstance(events, list) else [], obs.owners, _parse_time
+            events if isinstance(events, list) else [], obs.owners, parse_time
         )
         if at is None:
             return obs
@@ -615,7 +508,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         while True:
             items = self.client.json(response)
             for raw in items if isinstance(items, list) else ():
-                read = read_comment(raw, _parse_time)
+                read = read_comment(raw, parse_time)
                 if read is not None and feed.record(read[1], read[2]):
                     said.setdefault(read[0], []).append(read[3])
             next_url = self._next_url(response, fetched)
@@ -692,7 +585,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         fetched.add(url)
         return url
 
-    def _read_page(self, items: list[Any], listing: _Listing, keep: Collection[int] = ()) -> Page:
+    def _read_page(self, items: list[Any], listing: Listing, keep: Collection[int] = ()) -> Page:
         page = Page()
         for raw in items:
             if isinstance(raw, dict) and "pull_request" in raw:
@@ -728,7 +621,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         if type(number) is not int or number <= 0:
             raise Unreadable("number is missing or not a positive integer")
         item.number, item.ref = number, f"{self.repo}#{number}"
-        item.updated_at = _parse_time(raw.get("updated_at"))
+        item.updated_at = parse_time(raw.get("updated_at"))
         title = typed(raw, "title", str)
         body = raw.get("body")
         if body is not None and not isinstance(body, str):
