@@ -1122,7 +1122,8 @@ class Ledger:
         return self.rows_in(
             c,
             "SELECT l.source, l.ref, o.value FROM outbox o JOIN links l ON l.id = o.link_id "
-            "WHERE o.request_id = ? AND o.status = 'pending' ORDER BY l.id",
+            "WHERE o.request_id = ? AND o.field = 'owner' AND o.status = 'pending' "
+            "ORDER BY l.id",
             (rid,),
         )
 

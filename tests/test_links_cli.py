@@ -18,6 +18,7 @@ from syncd.ledger import Ledger, now_utc
 from syncd.models import Observation, Page
 from syncd.people import Directory
 from syncd.schema import MIGRATIONS
+from tests.syncdproc import syncd
 
 PEOPLE = [
     Person(id="alice", handles={"github": "alice-m", "jira": "acc-alice"}),
@@ -363,3 +364,17 @@ def test_any_message_of_a_mail_thread_names_the_thread(runner, world) -> None:
     assert out["item"] == "support:root-1@customer.example"
     out = json.loads(ok(runner, world, "link", "REQ-1", "root-1@customer.example", "--json"))
     assert (out["action"], out["request"]) == ("merged", "REQ-1")
+
+
+def test_link_lists_only_owner_write_backs_not_the_handoff_comments_queued(
+    world: World,
+) -> None:
+    """An operator's handoff queues an owner write and a handoff comment per item; link's
+    "Write-backs owed" names owner writes only, each once, as the value the item will get."""
+    two_requests(world)
+    for person in ("alice", "bob"):  # two handoffs of REQ-1: comments queued for each
+        assert syncd("--ledger", world.path, "assign", "REQ-1", person).returncode == 0
+    out = syncd("--ledger", world.path, "link", "REQ-1", "acme/api#12", "--dry-run", "--json")
+    assert out.returncode == 0, out.stderr
+    writes = json.loads(out.stdout)["writes"]
+    assert sorted((w["ref"], w["value"]) for w in writes) == [("OPS-7", "bob")]
