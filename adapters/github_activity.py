@@ -135,6 +135,7 @@ def read_comment(raw: object, parse_time: Any) -> tuple[int, int, str, Activity]
         text=body[:MAX_TEXT],
         trusted=association in TRUSTED_ASSOCIATIONS,
         by_syncd=is_syncd_text(body),
+        edited=updated != raw.get("created_at"),
     )
     return int(number), comment_id, updated, activity
 

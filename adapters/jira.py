@@ -645,6 +645,7 @@ class JiraAdapter(Adapter[JiraConfig]):
                 # Commands still come only from people mapped in the config.
                 trusted=True,
                 by_syncd=is_syncd_text(text),
+                edited=updated != created,
             )
             out.append((_ms(updated), activity))
         return tuple(out)

@@ -119,10 +119,24 @@ def resolve_target(target: str, author: str, kind: str, d: Directory) -> str | N
 
 
 def decide(
-    command: Command, author_handle: str, trusted: bool, kind: str, d: Directory
+    command: Command,
+    author_handle: str,
+    trusted: bool,
+    kind: str,
+    d: Directory,
+    edited: bool = False,
 ) -> Decision:
     """What a comment's command may cause, given who wrote it."""
     author = d.owner_for(kind, author_handle)
+    if edited:
+        # The tool names the comment's author, not who edited it, nor when the line was
+        # written: a command that arrives in an edit has no known author.
+        return Decision(
+            False,
+            actor=author,
+            reason="the comment was edited before syncd read it; an edited comment gives no "
+            "command (write the /assign in a new comment)",
+        )
     if not d.is_mapped(kind, author_handle):
         return Decision(
             False,

@@ -978,7 +978,9 @@ class Ledger:
                     False, actor=d.owner_for(kind, act.actor), reason=ignored
                 )
             else:
-                decision = commands.decide(command, act.actor, act.trusted, kind, d)
+                decision = commands.decide(
+                    command, act.actor, act.trusted, kind, d, edited=act.edited
+                )
             request = self._request_state(c, request_id)
             owner_at = request.times.get("owner")
             if decision.ok and owner_at is not None and owner_at > act.at:

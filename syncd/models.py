@@ -31,6 +31,9 @@ class Activity:
     # COLLABORATOR; an authenticated internal mail sender).
     trusted: bool = False
     by_syncd: bool = False  # syncd's own comment or reply, recognised by its marker
+    # The comment was changed after it was written. Tools do not say by whom (a maintainer
+    # may edit anyone's comment) nor when its words were written: it gives no command.
+    edited: bool = False
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,12 @@ class GitHubEmulator(Emulator):
             r, issue = self._get(repo, number)
             return self._comment(r, issue, body, user).id
 
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
+        """The comment's author (or a maintainer) edits it: new body, new updated_at."""
+        with self.lock:
+            comment = next(c for c in self._repos[repo.lower()].comments if c.id == comment_id)
+            comment.body, comment.updated_at = body, self._now()
+
     def comments(self, repo: str, number: int) -> list[dict[str, Any]]:
         """The issue's comments as the API shows them, oldest first."""
         with self.lock:
