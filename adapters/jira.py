@@ -94,6 +94,16 @@ from syncd.adapters.base import (
     typed,
 )
 from syncd.adapters.jira_adf import adf_text, comment_adf
+from syncd.adapters.jira_changelog import (
+    CONTROL,
+    History,
+    assignee_changes,
+    history_activity,
+    inline_activity,
+    inline_history,
+    owner_change,
+    user_id,
+)
 from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable, Strict
 from syncd.crossref import References, item_key, read_references, relation_kind, with_links
 from syncd.errors import ConfigError, FatalError, MalformedResponse
@@ -116,7 +126,6 @@ _KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,49}-[1-9][0-9]{0,11}$")
 _ISSUE_ID = re.compile(r"^[0-9]{1,18}$")
 # Cloud accountIds: 24 hex digits, or "<number>:<uuid>" for newer accounts; at most 128.
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9:_-]{1,128}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
 
 CATEGORY_STATES: dict[str, State] = {
@@ -206,7 +215,7 @@ class JiraConfig(CommentSettings):
     @field_validator("jql")
     @classmethod
     def _jql_shape(cls, v: str) -> str:
-        if _CONTROL.search(v.replace("\n", " ").replace("\t", " ")):
+        if CONTROL.search(v.replace("\n", " ").replace("\t", " ")):
             raise ValueError("must not contain control characters")
         if len(v) > 4000:
             raise ValueError("is longer than 4000 characters")
@@ -329,34 +338,6 @@ def build_jql(scope: str, start_ms: int) -> str:
     window = f"updated >= {start_ms}"
     where = f"({scope}) AND {window}" if scope else window
     return f"{where} ORDER BY updated ASC, key ASC"
-
-
-# An issue's assignee history: (time, new assignee id, author id) for each change.
-History = tuple[tuple[datetime, str | None, str | None], ...]
-
-
-def owner_change(
-    history: History, owner_ids: frozenset[str], created: datetime | None
-) -> tuple[datetime | None, str | None]:
-    """When the current assignee got the issue, and who made that change (the changelog
-    entry's author), from its assignee history.
-
-    No assignee change at all: the assignee has been the same since the issue was created
-    (by whom, the changelog does not say). A last change that does not lead to the current
-    assignee: the history is behind the issue, and time and actor are unknown.
-    """
-    if not history:
-        return created, None
-    at, to, author = max(history, key=lambda h: h[0])
-    if (to is None and not owner_ids) or (to is not None and to in owner_ids):
-        return at, author
-    return None, None
-
-
-def owner_change_time(
-    history: History, owner_ids: frozenset[str], created: datetime | None
-) -> datetime | None:
-    return owner_change(history, owner_ids, created)[0]
 
 
 def _ms(when: datetime) -> int:
@@ -612,10 +593,10 @@ class JiraAdapter(Adapter[JiraConfig]):
             relation_kinds=refs.relation_kinds,
             labels=_labels(fields.get("labels"), fields.get("components")),
         )
-        history = None if self.cloud else _inline_history(raw.get("changelog"), self.cloud)
+        history = None if self.cloud else inline_history(raw.get("changelog"), self.cloud)
         created = timestamp_or_none(fields.get("created"))
         said = self._comments(fields.get("comment"))
-        changes = () if self.cloud else _inline_activity(raw.get("changelog"))
+        changes = () if self.cloud else inline_activity(raw.get("changelog"))
         return _Issue(
             key, issue_id, item.updated, created, owner_ids, observation, history, said, changes
         )
@@ -628,7 +609,7 @@ class JiraAdapter(Adapter[JiraConfig]):
         for entry in listed if isinstance(listed, list) else ():
             if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
                 continue
-            author = _user_id(entry.get("author"), self.cloud)
+            author = user_id(entry.get("author"), self.cloud)
             created = timestamp_or_none(entry.get("created"))
             updated = timestamp_or_none(entry.get("updated")) or created
             if author is None or created is None or updated is None:
@@ -680,7 +661,7 @@ class JiraAdapter(Adapter[JiraConfig]):
                 raise Unreadable(f"{what} has no valid accountId")
             return account, frozenset({account})
         name = raw.get("name")
-        if not isinstance(name, str) or not name or len(name) > _MAX_NAME or _CONTROL.search(name):
+        if not isinstance(name, str) or not name or len(name) > _MAX_NAME or CONTROL.search(name):
             raise Unreadable(f"{what} has no valid user name")
         user_key = raw.get("key")
         ids = {name} | ({user_key} if isinstance(user_key, str) else set())
@@ -735,7 +716,7 @@ class JiraAdapter(Adapter[JiraConfig]):
                 key = key_of.get(str(log.get("issueId")))
                 if key is not None:
                     found.setdefault(key, []).extend(
-                        _assignee_changes(log.get("changeHistories"), self.cloud)
+                        assignee_changes(log.get("changeHistories"), self.cloud)
                     )
                     changes.setdefault(key, []).extend(
                         history_activity(log.get("changeHistories"), self.cloud)
@@ -932,68 +913,6 @@ def _issue_relations(fields: dict[str, Any]) -> list[tuple[str, str | None]]:
         if isinstance(key, str) and _KEY.match(key):
             out.append((f"jira:{key}", "child"))
     return out
-
-
-def _user_id(raw: object, cloud: bool) -> str | None:
-    """The handle of a user object: accountId on Cloud, the user name on Data Center."""
-    value = raw.get("accountId" if cloud else "name") if isinstance(raw, dict) else None
-    if not isinstance(value, str) or not value or len(value) > 128 or _CONTROL.search(value):
-        return None
-    return value
-
-
-def _assignee_changes(
-    raw: object, cloud: bool = True
-) -> list[tuple[datetime, str | None, str | None]]:
-    """(time, new assignee id, author) for each assignee change in a list of changelog
-    entries. Entries that cannot be read are left out: the worst outcome is an unknown time."""
-    out: list[tuple[datetime, str | None, str | None]] = []
-    for entry in raw if isinstance(raw, list) else ():
-        if not isinstance(entry, dict):
-            continue
-        at = timestamp_or_none(entry.get("created"))
-        items = entry.get("items")
-        if at is None or not isinstance(items, list):
-            continue
-        author = _user_id(entry.get("author"), cloud)
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            if item.get("fieldId", item.get("field")) != "assignee":
-                continue
-            to = item.get("to")
-            if to is None or isinstance(to, str):
-                out.append((at, to, author))
-    return out
-
-
-def history_activity(raw: object, cloud: bool = True) -> list[Activity]:
-    """Assignee changes ("assign") and status changes ("state") in changelog entries, as
-    activity by the entry's author. Entries without a readable author or time are left out."""
-    out: list[Activity] = []
-    for entry in raw if isinstance(raw, list) else ():
-        if not isinstance(entry, dict):
-            continue
-        at, author = timestamp_or_none(entry.get("created")), _user_id(entry.get("author"), cloud)
-        items = entry.get("items")
-        if at is None or author is None or not isinstance(items, list):
-            continue
-        for item in items:
-            field_id = item.get("fieldId", item.get("field")) if isinstance(item, dict) else None
-            kind = {"assignee": "assign", "status": "state"}.get(str(field_id))
-            if kind is not None:
-                out.append(Activity(actor=author, at=at, kind=kind, id=f"{entry.get('id')}:{kind}"))
-    return out
-
-
-def _inline_activity(raw: object) -> tuple[Activity, ...]:
-    histories = raw.get("histories") if isinstance(raw, dict) else None
-    return tuple(history_activity(histories, cloud=False))
-
-
-def _inline_history(raw: object, cloud: bool = False) -> History:
-    histories = raw.get("histories") if isinstance(raw, dict) else None
-    return tuple(_assignee_changes(histories, cloud))
 
 
 ADAPTER = JiraAdapter

@@ -20,13 +20,9 @@ import respx
 from pydantic import ValidationError
 
 from syncd.adapters import adapter_class
-from syncd.adapters.jira import (
-    JiraAdapter,
-    JiraConfig,
-    build_jql,
-    owner_change_time,
-)
+from syncd.adapters.jira import JiraAdapter, JiraConfig, build_jql
 from syncd.adapters.jira_adf import adf_text
+from syncd.adapters.jira_changelog import owner_change_time
 from syncd.errors import FatalError, MalformedResponse, RateLimited, RetriableError, SourceError
 from syncd.http import HttpOptions, TraceWriter
 from syncd.models import Handoff, Observation, Page
