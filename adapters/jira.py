@@ -104,6 +104,7 @@ from syncd.adapters.jira_changelog import (
     owner_change,
     user_id,
 )
+from syncd.commands import without_note
 from syncd.config import CommentSettings, Duration, SecretRef, SecretsUnreadable, Strict
 from syncd.crossref import References, item_key, read_references, relation_kind, with_links
 from syncd.errors import ConfigError, FatalError, MalformedResponse
@@ -616,6 +617,9 @@ class JiraAdapter(Adapter[JiraConfig]):
                 continue
             body = entry.get("body")
             text = (body if isinstance(body, str) else adf_text(body, _COMMENT_NODES)).strip()
+            ours = is_syncd_text(text)
+            if entry.get("visibility") is not None:
+                text = without_note(text)  # an internal comment's words stay in Jira
             activity = Activity(
                 actor=author,
                 at=created,
@@ -625,7 +629,7 @@ class JiraAdapter(Adapter[JiraConfig]):
                 # Jira has no author association: whoever may comment works in the project.
                 # Commands still come only from people mapped in the config.
                 trusted=True,
-                by_syncd=is_syncd_text(text),
+                by_syncd=ours,
                 edited=updated != created,
             )
             out.append((_ms(updated), activity))

@@ -88,6 +88,16 @@ def parse(text: str | None) -> Command | None:
     return None
 
 
+def without_note(text: str) -> str:
+    """A comment reduced to its command line without the note, for a comment its author
+    showed to a restricted audience (a Jira role or group): the command is the author's,
+    but their words must not be carried to other tools as a handoff note."""
+    command = parse(text)
+    if command is None:
+        return text
+    return f"/assign {command.target or ''}".rstrip() if command.verb == "assign" else "/unassign"
+
+
 _QUOTED = re.compile(r"^\s*(?:>\s*)+/(assign|unassign)(?=\s|$)", re.IGNORECASE)
 _ANY = re.compile(r"^\s*`*\s*/(assign|unassign)(?=\s|$|`)", re.IGNORECASE)
 

@@ -309,13 +309,22 @@ class JiraEmulator(Emulator):
             self._require_user(account_id)
             self._assign(self._get(key), account_id, by)
 
-    def add_comment(self, key: str, body: str | dict[str, Any], *, by: str) -> str:
-        """`by` (an accountId) comments on the issue; returns the comment id. As in Jira, a
-        comment moves the issue's `updated` and leaves no changelog entry."""
+    def add_comment(
+        self,
+        key: str,
+        body: str | dict[str, Any],
+        *,
+        by: str,
+        visibility: dict[str, str] | None = None,
+    ) -> str:
+        """`by` (an accountId) comments on the issue, seen by everyone or, with
+        `visibility` ({"type": "role", "value": "Developers"}), only by that role or group;
+        returns the comment id. As in Jira, a comment moves the issue's `updated` and leaves
+        no changelog entry."""
         with self.lock:
             self._require_user(by)
             doc = adf(body) if isinstance(body, str) else body
-            return self._comment(self._get(key), doc, by, None).id
+            return self._comment(self._get(key), doc, by, visibility).id
 
     def comments(self, key: str) -> list[dict[str, Any]]:
         with self.lock:
