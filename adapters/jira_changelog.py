@@ -7,7 +7,9 @@ unknown time, never a wrong one. The adapter in syncd.adapters.jira fetches the 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from syncd.adapters.base import timestamp_or_none
 from syncd.models import Activity
@@ -50,12 +52,11 @@ def user_id(raw: object, cloud: bool) -> str | None:
     return value
 
 
-def assignee_changes(
-    raw: object, cloud: bool = True
-) -> list[tuple[datetime, str | None, str | None]]:
-    """(time, new assignee id, author) for each assignee change in a list of changelog
-    entries. Entries that cannot be read are left out: the worst outcome is an unknown time."""
-    out: list[tuple[datetime, str | None, str | None]] = []
+def _changes(
+    raw: object, cloud: bool
+) -> Iterator[tuple[dict[str, Any], datetime, str | None, object, dict[str, Any]]]:
+    """(entry, time, author, field id, item) for each item of the changelog entries that
+    can be read; an entry without a readable time is left out, its author may be None."""
     for entry in raw if isinstance(raw, list) else ():
         if not isinstance(entry, dict):
             continue
@@ -65,13 +66,20 @@ def assignee_changes(
             continue
         author = user_id(entry.get("author"), cloud)
         for item in items:
-            if not isinstance(item, dict):
-                continue
-            if item.get("fieldId", item.get("field")) != "assignee":
-                continue
-            to = item.get("to")
-            if to is None or isinstance(to, str):
-                out.append((at, to, author))
+            if isinstance(item, dict):
+                yield entry, at, author, item.get("fieldId", item.get("field")), item
+
+
+def assignee_changes(
+    raw: object, cloud: bool = True
+) -> list[tuple[datetime, str | None, str | None]]:
+    """(time, new assignee id, author) for each assignee change in a list of changelog
+    entries. Entries that cannot be read are left out: the worst outcome is an unknown time."""
+    out: list[tuple[datetime, str | None, str | None]] = []
+    for _, at, author, field_id, item in _changes(raw, cloud):
+        to = item.get("to")
+        if field_id == "assignee" and (to is None or isinstance(to, str)):
+            out.append((at, to, author))
     return out
 
 
@@ -79,18 +87,10 @@ def history_activity(raw: object, cloud: bool = True) -> list[Activity]:
     """Assignee changes ("assign") and status changes ("state") in changelog entries, as
     activity by the entry's author. Entries without a readable author or time are left out."""
     out: list[Activity] = []
-    for entry in raw if isinstance(raw, list) else ():
-        if not isinstance(entry, dict):
-            continue
-        at, author = timestamp_or_none(entry.get("created")), user_id(entry.get("author"), cloud)
-        items = entry.get("items")
-        if at is None or author is None or not isinstance(items, list):
-            continue
-        for item in items:
-            field_id = item.get("fieldId", item.get("field")) if isinstance(item, dict) else None
-            kind = {"assignee": "assign", "status": "state"}.get(str(field_id))
-            if kind is not None:
-                out.append(Activity(actor=author, at=at, kind=kind, id=f"{entry.get('id')}:{kind}"))
+    for entry, at, author, field_id, _ in _changes(raw, cloud):
+        kind = {"assignee": "assign", "status": "state"}.get(str(field_id))
+        if kind is not None and author is not None:
+            out.append(Activity(actor=author, at=at, kind=kind, id=f"{entry.get('id')}:{kind}"))
     return out
 
 
