@@ -509,9 +509,11 @@ def identity_view(o: Mapping[str, Any], actor: str) -> str:
     else:
         verb = "merge into" if o["action"] == "merged" else "join"
         past = "merged into" if o["action"] == "merged" else "joined"
+        # A whole request merged in is its own "from"; an item names the request it left.
+        came = f" (from {o['from']})" if o["from"] and o["from"] != o["item"] else ""
         lines = [
-            f"{o['item']} {('would ' + verb) if would else past} {o['request']} "
-            f"(from {o['from']}), {owned} (by {actor})"
+            f"{o['item']} {('would ' + verb) if would else past} {o['request']}{came}, "
+            f"{owned} (by {actor})"
         ]
         if o["writes"]:
             lines.append("Write-backs owed:")

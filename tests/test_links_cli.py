@@ -378,3 +378,11 @@ def test_link_lists_only_owner_write_backs_not_the_handoff_comments_queued(
     assert out.returncode == 0, out.stderr
     writes = json.loads(out.stdout)["writes"]
     assert sorted((w["ref"], w["value"]) for w in writes) == [("OPS-7", "bob")]
+
+
+def test_linking_a_whole_request_says_so_once(world: World) -> None:
+    two_requests(world)
+    args = ("--ledger", world.path, "link", "REQ-1", "REQ-2", "--dry-run")
+    out = syncd(*args, env={"USER": "opsuser"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "REQ-2 would merge into REQ-1, owned by alice (by opsuser)"
