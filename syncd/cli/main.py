@@ -97,9 +97,9 @@ MAIN_HELP = """\
 syncd keeps one ledger of who owns each request across a shared mailbox, Jira, GitHub
 Issues and Trello, and writes ownership changes back to every tool that holds the request.
 
-Read commands (ls, show, history, status, people) need only the ledger: give --ledger, or
-let them read the ledger path from the config file (no secrets are needed to read). Every
-read command takes --json. Times are UTC.
+Read commands (ls, show, history, status, people, quarantine) need only the ledger: give
+--ledger, or let them read the ledger path from the config file (no secrets are needed to
+read). Every read command takes --json. Times are UTC.
 
 \b
 Examples:
