@@ -377,6 +377,7 @@ class JiraAdapter(Adapter[JiraConfig]):
         self.cloud = config.flavor == "cloud"
         self._projects: set[str] = set()  # project keys of the issues read
         self._links_refused = False  # the site answered 403: issue linking is off
+        self._me: str | None = None  # syncd's own account (GET myself), read when needed
         self.api = "rest/api/3" if self.cloud else "rest/api/2"
         # The signpost's clock; tests replace it.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -809,8 +810,18 @@ class JiraAdapter(Adapter[JiraConfig]):
 
     # -- handoff comments -------------------------------------------------------------
 
+    def _own_account(self) -> str | None:
+        if self._me is None:
+            self._me = user_id(
+                self.client.json(self.client.request("GET", f"{self.api}/myself")), self.cloud
+            )
+        return self._me
+
     def find_comment(self, ref: str, marker: str) -> str | None:
         key = self._key(ref)
+        # Only syncd's own comment stands for its note: anyone who may comment can copy a
+        # marker (keys and event ids count up), and must not stop the note being posted.
+        me = self._own_account()
         params = {"orderBy": "-created", "maxResults": "100"}
         data = self.client.json(
             self.client.request("GET", f"{self.api}/issue/{key}/comment", params=params)
@@ -821,7 +832,7 @@ class JiraAdapter(Adapter[JiraConfig]):
                 continue
             body = entry.get("body")
             text = body if isinstance(body, str) else adf_text(body, _COMMENT_NODES)
-            if marker in text:
+            if marker in text and me is not None and user_id(entry.get("author"), self.cloud) == me:
                 return str(entry["id"])
         return None
 

@@ -255,6 +255,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         self._usernames: dict[str, str] = {}  # member id -> username
         self._member_ids: dict[str, str] = {}  # username (lower-case) -> member id
         self._claimed: frozenset[str] = frozenset()  # handles people are configured with
+        self._me: str | None = None  # syncd's own member id (GET members/me), read when needed
         # What read_owners last saw of a card (board, member ids): the outbox reads the
         # owners just before writing, so the write need not read them again.
         self._last_read: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -662,10 +663,22 @@ class TrelloAdapter(Adapter[TrelloConfig]):
 
     def find_comment(self, ref: str, marker: str) -> str | None:
         card_id = self._card_id(ref)
+        if self._me is None:
+            me = self._get("members/me", {"fields": "id"})
+            found = me.get("id") if isinstance(me, dict) else None
+            self._me = found if isinstance(found, str) and ID.match(found) else None
         data = self._get(f"cards/{card_id}/actions", {"filter": COMMENT})
         for raw in data if isinstance(data, list) else ():
             action = read_action(raw, (COMMENT,))
-            if action is not None and action.text is not None and marker in action.text:
+            # Only syncd's own comment stands for its note: a board member (or, on a public
+            # board, anyone) may copy a marker, and must not stop the note being posted.
+            if (
+                action is not None
+                and action.text is not None
+                and marker in action.text
+                and action.creator is not None
+                and action.creator == self._me
+            ):
                 return action.id
         return None
 
