@@ -129,10 +129,10 @@ class _Tools:
 
     def __init__(self, kinds: list[str]) -> None:
         clock = VirtualClock()
-        self.by_kind: dict[str, Tool] = {k: tools.tool(k, clock) for k in kinds}
+        self.by_kind: dict[str, Tool[Any]] = {k: tools.tool(k, clock) for k in kinds}
         self.layout: Layout | None = None
 
-    def _of(self, source: int) -> Tool:
+    def _of(self, source: int) -> Tool[Any]:
         assert self.layout is not None, "seed() first"
         return self.by_kind[self.layout.kinds[source]]
 

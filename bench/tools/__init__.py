@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from bench.tools.base import Kind, Tool, VirtualClock
@@ -28,8 +28,8 @@ def _module(kind: str) -> ModuleType:
     return importlib.import_module(f"bench.tools.{MODULES[kind]}")
 
 
-def tool(kind: str, clock: VirtualClock) -> Tool:
-    return cast("Tool", _module(kind).TOOL(clock))
+def tool(kind: str, clock: VirtualClock) -> Tool[Any]:
+    return cast("Tool[Any]", _module(kind).TOOL(clock))
 
 
 def kind(kind: str) -> Kind:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from bench.dataset import Change, Layout
+from syncd.http import ApiClient
 from syncd.models import Observation
 
 
@@ -40,20 +42,48 @@ class VirtualClock:
         return self.now
 
 
-class Tool(ABC):
+class ToolEmulator(Protocol):
+    """What a Tool uses of its loopback emulator: the sandbox Emulator's surface, and the
+    owner writes it counted (`writes`, and `redundant`: those that changed nothing)."""
+
+    writes: int
+    redundant: int
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def counts(self) -> Counter[tuple[str, str, int]]: ...
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+    def reset_counts(self) -> None: ...
+
+
+E = TypeVar("E", bound=ToolEmulator)
+
+
+class Tool(ABC, Generic[E]):
     """Emulator-side half, in the host process. Constructed with the shared clock."""
 
     kind: str
+    emulator: E
 
     @abstractmethod
     def __init__(self, clock: VirtualClock) -> None: ...
 
-    @abstractmethod
     def start(self) -> dict[str, Any]:
         """Start the emulator; return what the other side needs to connect (JSON-able)."""
+        self.emulator.start()
+        return {"base_url": self.emulator.base_url}
 
-    @abstractmethod
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        self.emulator.stop()
 
     @abstractmethod
     def seed(self, layout: Layout) -> None:
@@ -67,16 +97,17 @@ class Tool(ABC):
     def owner(self, source: int, number: int) -> int | None:
         """The item's current owner, as a person index (None: unowned or not a person)."""
 
-    @abstractmethod
     def counts(self) -> Counter[str]:
         """Requests the emulator answered since the last reset, by "METHOD route status"."""
+        return Counter({f"{m} {p} {s}": n for (m, p, s), n in self.emulator.counts.items()})
 
-    @abstractmethod
-    def reset_counts(self) -> None: ...
+    def reset_counts(self) -> None:
+        self.emulator.reset_counts()
 
-    @abstractmethod
     def write_stats(self) -> tuple[int, int]:
         """(owner writes received, writes that changed nothing) since start."""
+        with self.emulator.lock:
+            return self.emulator.writes, self.emulator.redundant
 
 
 class Kind(ABC):
@@ -88,6 +119,9 @@ class Kind(ABC):
     # Seconds for syncd's client-side rate window to empty (Trello's throttle). Timed work
     # starts after it, so one measurement does not pay for the requests of the one before.
     quiet_s: float = 0.0
+
+    def __init__(self) -> None:
+        self._clients: dict[int, ApiClient] = {}  # the peer poll's, one per source
 
     @abstractmethod
     def handle(self, person: int) -> str:
@@ -113,6 +147,8 @@ class Kind(ABC):
         conditional request; compare with `snapshot` and update it.
         Returns (items fetched, items that differ, requests by "METHOD status")."""
 
-    @abstractmethod
     def close(self) -> None:
         """Release connections the peer poll opened."""
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()

@@ -210,19 +210,12 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
-class GitHubTool(Tool):
+class GitHubTool(Tool[BenchGitHubEmulator]):
     kind = "github"
 
     def __init__(self, clock: VirtualClock) -> None:
         self.emulator = BenchGitHubEmulator(clock)
         self.layout: Layout | None = None
-
-    def start(self) -> dict[str, Any]:
-        self.emulator.start()
-        return {"base_url": self.emulator.base_url}
-
-    def stop(self) -> None:
-        self.emulator.stop()
 
     def seed(self, layout: Layout) -> None:
         self.layout = layout
@@ -269,18 +262,6 @@ class GitHubTool(Tool):
             match = _HANDLE.match(issue.assignees[0]) if issue.assignees else None
         return int(match.group(1)) if match else None
 
-    def counts(self) -> Counter[str]:
-        return Counter(
-            {f"{m} {p} {s}": n for (m, p, s), n in self.emulator.counts.items()},
-        )
-
-    def reset_counts(self) -> None:
-        self.emulator.reset_counts()
-
-    def write_stats(self) -> tuple[int, int]:
-        with self.emulator.lock:
-            return self.emulator.writes, self.emulator.redundant
-
 
 # -- benchmark side ------------------------------------------------------------------------
 
@@ -288,9 +269,6 @@ class GitHubTool(Tool):
 class GitHubKind(Kind):
     kind = "github"
     env = {TOKEN_ENV: DEFAULT_TOKEN}
-
-    def __init__(self) -> None:
-        self._clients: dict[int, ApiClient] = {}
 
     def handle(self, person: int) -> str:
         return handle(person)
@@ -364,11 +342,6 @@ class GitHubKind(Kind):
                 break
             response = client.request("GET", url)
         return fetched, differ, Counter(client.counts) - before
-
-    def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
 
 
 TOOL = GitHubTool

@@ -197,20 +197,13 @@ class BenchJiraEmulator(JiraEmulator):
         return response
 
 
-class JiraTool(Tool):
+class JiraTool(Tool[BenchJiraEmulator]):
     kind = "jira"
 
     def __init__(self, clock: VirtualClock) -> None:
         self.emulator = BenchJiraEmulator(clock)
         self.layout: Layout | None = None
         self._person: dict[str, int] = {}
-
-    def start(self) -> dict[str, Any]:
-        self.emulator.start()
-        return {"base_url": self.emulator.base_url}
-
-    def stop(self) -> None:
-        self.emulator.stop()
 
     def seed(self, layout: Layout) -> None:
         self.layout = layout
@@ -255,16 +248,6 @@ class JiraTool(Tool):
         account = self.emulator.assignee(reference(source, number))
         return self._person.get(account) if account is not None else None
 
-    def counts(self) -> Counter[str]:
-        return Counter({f"{m} {p} {s}": n for (m, p, s), n in self.emulator.counts.items()})
-
-    def reset_counts(self) -> None:
-        self.emulator.reset_counts()
-
-    def write_stats(self) -> tuple[int, int]:
-        with self.emulator.lock:
-            return self.emulator.writes, self.emulator.redundant
-
 
 # -- benchmark side ------------------------------------------------------------------------
 
@@ -272,9 +255,6 @@ class JiraTool(Tool):
 class JiraKind(Kind):
     kind = "jira"
     env = {TOKEN_ENV: DEFAULT_TOKEN}
-
-    def __init__(self) -> None:
-        self._clients: dict[int, ApiClient] = {}
 
     def handle(self, person: int) -> str:
         return handle(person)
@@ -341,11 +321,6 @@ class JiraKind(Kind):
                 break
             params["nextPageToken"] = data["nextPageToken"]
         return fetched, differ, Counter(client.counts) - before
-
-    def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
 
 
 TOOL = JiraTool

@@ -150,7 +150,7 @@ def _after(a: _Action | datetime, b: _Action | datetime) -> bool:
     return at > bt
 
 
-class TrelloTool(Tool):
+class TrelloTool(Tool[BenchTrelloEmulator]):
     kind = "trello"
 
     def __init__(self, clock: VirtualClock) -> None:
@@ -158,13 +158,6 @@ class TrelloTool(Tool):
         self.layout: Layout | None = None
         self._cards: dict[tuple[int, int], str] = {}
         self._person: dict[str, int] = {}  # username -> person index
-
-    def start(self) -> dict[str, Any]:
-        self.emulator.start()
-        return {"base_url": self.emulator.base_url}
-
-    def stop(self) -> None:
-        self.emulator.stop()
 
     def seed(self, layout: Layout) -> None:
         self.layout = layout
@@ -210,16 +203,6 @@ class TrelloTool(Tool):
         usernames = self.emulator.members_of(self._cards[(source, number)])
         return self._person.get(usernames[0]) if usernames else None
 
-    def counts(self) -> Counter[str]:
-        return Counter({f"{m} {p} {s}": n for (m, p, s), n in self.emulator.counts.items()})
-
-    def reset_counts(self) -> None:
-        self.emulator.reset_counts()
-
-    def write_stats(self) -> tuple[int, int]:
-        with self.emulator.lock:
-            return self.emulator.writes, self.emulator.redundant
-
 
 # -- benchmark side ------------------------------------------------------------------------
 
@@ -228,9 +211,6 @@ class TrelloKind(Kind):
     kind = "trello"
     env = {KEY_ENV: DEFAULT_KEY, TOKEN_ENV: DEFAULT_TOKEN}
     quiet_s = WINDOW
-
-    def __init__(self) -> None:
-        self._clients: dict[int, ApiClient] = {}
 
     def handle(self, person: int) -> str:
         return handle(person)
@@ -288,11 +268,6 @@ class TrelloKind(Kind):
                 differ += 1
                 snapshot[raw["id"]] = value
         return fetched, differ, Counter(client.counts) - before
-
-    def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
 
 
 TOOL = TrelloTool
