@@ -114,7 +114,10 @@ def _sort_value(ctx: click.Context, param: click.Parameter, value: str) -> str:
     type=click.Choice(FORMATS, case_sensitive=False),
     default="table",
     show_default=True,
-    help="table for people; json, csv or tsv for scripts and spreadsheets.",
+    help=(
+        "table to read (on a terminal: up to 50 rows, cut to its width, coloured); json, "
+        "csv or tsv for scripts and spreadsheets, every row."
+    ),
 )
 @click.option("--no-headers", is_flag=True, help="Leave out the header line (table, csv, tsv).")
 @routing.team_option
