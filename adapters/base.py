@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import ClassVar, Generic, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from syncd.config import SourceConfig
 from syncd.crossref import DEFAULT_RULES, Rules
@@ -141,6 +142,20 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def api_root(url: str, *, shape: str, plain: str) -> str:
+    """`url` as the root of a tool's API, without a trailing slash: http(s) with a host and
+    nothing but a path. Else ValueError: "must be {shape}", or "must be {plain}, without ..."."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"must be {shape}")
+    # Credentials travel with every request; plain http only for an emulator on this machine.
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError("use https (plain http is accepted only for a loopback emulator)")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"must be {plain}, without query, fragment or credentials")
+    return url.rstrip("/")
 
 
 class StateStore(Protocol):

@@ -82,8 +82,8 @@ from syncd.adapters.base import (
     MemoryStore,
     StateStore,
     Unreadable,
+    api_root,
     evidence,
-    is_loopback,
     owner_entries,
     present,
     typed,
@@ -189,15 +189,9 @@ class GitHubConfig(CommentSettings):
     @field_validator("base_url")
     @classmethod
     def _base_url_shape(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("must be an http(s) URL such as https://api.github.com")
-        # The token travels in every request; plain http is only for emulators on this machine.
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise ValueError("use https (plain http is accepted only for a loopback emulator)")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError("must be a plain API root, without query, fragment or credentials")
-        return v.rstrip("/")
+        return api_root(
+            v, shape="an http(s) URL such as https://api.github.com", plain="a plain API root"
+        )
 
     @field_validator("states")
     @classmethod

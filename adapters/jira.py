@@ -86,8 +86,8 @@ from pydantic import Field, field_validator, model_validator
 from syncd.adapters.base import (
     Adapter,
     Unreadable,
+    api_root,
     evidence,
-    is_loopback,
     owner_entries,
     timestamp,
     timestamp_or_none,
@@ -201,17 +201,12 @@ class JiraConfig(CommentSettings):
     @field_validator("base_url")
     @classmethod
     def _base_url_shape(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("must be the site's URL, such as https://acme.atlassian.net")
-        # Credentials travel in every request; plain http is only for emulators on this machine.
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise ValueError("use https (plain http is accepted only for a loopback emulator)")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError("must be a plain site URL, without query, fragment or credentials")
-        if parts.path.rstrip("/").endswith(("/rest/api/2", "/rest/api/3")):
+        root = api_root(
+            v, shape="the site's URL, such as https://acme.atlassian.net", plain="a plain site URL"
+        )
+        if urlsplit(root).path.endswith(("/rest/api/2", "/rest/api/3")):
             raise ValueError("give the site's URL, without /rest/api/...")
-        return v.rstrip("/")
+        return root
 
     @field_validator("jql")
     @classmethod

@@ -81,7 +81,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field, field_validator
@@ -91,8 +90,8 @@ from syncd.adapters.base import (
     MemoryStore,
     StateStore,
     Unreadable,
+    api_root,
     evidence,
-    is_loopback,
     owner_entries,
     timestamp,
     typed,
@@ -186,15 +185,9 @@ class TrelloConfig(CommentSettings):
     @field_validator("base_url")
     @classmethod
     def _base_url_shape(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("must be an http(s) URL such as https://api.trello.com/1")
-        # The key and token travel in every URL; plain http only for a loopback emulator.
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise ValueError("use https (plain http is accepted only for a loopback emulator)")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError("must be a plain API root, without query, fragment or credentials")
-        return v.rstrip("/")
+        return api_root(
+            v, shape="an http(s) URL such as https://api.trello.com/1", plain="a plain API root"
+        )
 
 
 def _rate_limit_wait(response: httpx.Response) -> float | None:
