@@ -1722,9 +1722,12 @@ class Ledger:
         self, source: str, now: datetime | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Handoff comments owed to one source's items, with the handoff they tell of: the
-        event, the item it was made on (where), and the request's other items (links)."""
+        event, the item it was made on (where), and the request's other items (links). The
+        title is the item's own: the request's may be another tool's, which this item's
+        audience (a public repository, say) must not read."""
         rows = self.rows(
-            "SELECT o.id, o.attempts, o.attempted_at, o.origin, l.ref, r.key, r.title, "
+            "SELECT o.id, o.attempts, o.attempted_at, o.origin, l.ref, r.key, "
+            "coalesce(nullif(l.snap_title, ''), r.title) AS title, "
             "e.id AS event_id, e.source AS event_source, e.actor, e.from_value, e.to_value, "
             "e.note, coalesce(e.source_at, e.at) AS event_at, o.request_id "
             "FROM outbox o JOIN links l ON l.id = o.link_id JOIN requests r ON r.id = o.request_id "

@@ -226,3 +226,17 @@ def test_outsiders_command_results_never_show_raw_control_text(
     assert "\x07" not in shown.stdout
     shown = CliRunner().invoke(cli, ["--ledger", str(world.path), "history", "--all", "--json"])
     json.loads(shown.stdout)
+
+
+def test_a_handoff_comment_names_the_item_by_its_own_title(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    # The request took its title from a private item; the public issue's people only ever
+    # saw the issue's own title.
+    world.ledger.conn.execute("UPDATE requests SET title = 'Refund fraud ring (confidential)'")
+    world.ledger.assign(world.request(), "bob", actor="morgan", note=NOTE)
+    world.sync()
+    (note,) = world.comments()["github"]
+    assert "fraud" not in note
+    assert "[OPS-1] Printer offline" in note
