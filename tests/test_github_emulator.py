@@ -16,20 +16,10 @@ import pytest
 from syncd.http import TraceWriter
 from syncd.sandbox.github import DEFAULT_TOKEN, GitHubEmulator
 from syncd.sandbox.server import Emulator, Fault, Request, Response, json_response
+from tests.clocks import FakeClock
 
 REPO = "acme/api"
 T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def client(emulator: Emulator, token: str | None = DEFAULT_TOKEN, **kw: Any) -> httpx.Client:
@@ -53,7 +43,7 @@ def api(gh: GitHubEmulator) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def clock(gh: GitHubEmulator) -> FakeClock:
-    gh.clock = fake = FakeClock()
+    gh.clock = fake = FakeClock(T0)
     return fake
 
 

@@ -15,20 +15,10 @@ import pytest
 
 from syncd.sandbox.jira import DEFAULT_EMAIL, DEFAULT_TOKEN, JiraEmulator, adf, link, text
 from syncd.sandbox.server import Fault
+from tests.clocks import FakeClock
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 FIELDS = "summary,status,assignee,reporter,description,created,updated"
-
-
-class FakeClock:
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def basic(email: str = DEFAULT_EMAIL, token: str = DEFAULT_TOKEN) -> str:
@@ -37,7 +27,7 @@ def basic(email: str = DEFAULT_EMAIL, token: str = DEFAULT_TOKEN) -> str:
 
 @pytest.fixture
 def clock(jira_emulator: JiraEmulator) -> FakeClock:
-    jira_emulator.clock = fake = FakeClock()
+    jira_emulator.clock = fake = FakeClock(T0)
     return fake
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -13,21 +13,11 @@ import pytest
 
 from syncd.sandbox.server import Fault
 from syncd.sandbox.trello import DEFAULT_KEY, DEFAULT_TOKEN, TrelloEmulator
+from tests.clocks import FakeClock
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 ID = re.compile(r"^[0-9a-f]{24}$")
 CARD_FIELDS = "name,desc,idList,idMembers,closed,dateLastActivity,shortLink,url,idBoard,labels"
-
-
-class FakeClock:
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class Ticker:
@@ -42,7 +32,7 @@ class Ticker:
 
 @pytest.fixture
 def clock(trello_emulator: TrelloEmulator) -> FakeClock:
-    trello_emulator.clock = fake = FakeClock()
+    trello_emulator.clock = fake = FakeClock(T0)
     return fake
 
 
