@@ -133,22 +133,28 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def http_server(app: Starlette) -> uvicorn.Server:
+    """uvicorn for syncd's own HTTP (hooks, metrics, the board), to serve on a socket from
+    bind(): no access log, no lifespan events, and few connections held open."""
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=5,
+            # A slow or hostile client holds no more than this many connections open.
+            limit_concurrency=64,
+        )
+    )
+
+
 class Listener:
     """uvicorn serving `app` on `sock` in a background thread."""
 
     def __init__(self, app: Starlette, sock: socket.socket) -> None:
         self.sock = sock
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                timeout_keep_alive=5,
-                # A slow or hostile client holds no more than this many connections open.
-                limit_concurrency=64,
-            )
-        )
+        self.server = http_server(app)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [sock]}, name="listener", daemon=True
         )

@@ -67,11 +67,9 @@ def web_command(
       syncd web --listen 127.0.0.1:9000 --stale 5d
       syncd web --ledger /var/lib/syncd/ledger.db --host-name board.example.com
     """
-    import uvicorn  # late: only this command serves HTTP
-
     from syncd.acceptance import accept_within_for
     from syncd.ledger import Ledger
-    from syncd.listener import bind
+    from syncd.listener import bind, http_server  # late: only this command serves HTTP
     from syncd.web.app import Settings, create_app
 
     config = env.read_config()
@@ -93,16 +91,7 @@ def web_command(
     sock = bind(host, port)  # a port in use fails here: "syncd: error: cannot listen on ..."
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"syncd web: serving {path} at http://{shown}:{sock.getsockname()[1]}/", err=True)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_keep_alive=5,
-            limit_concurrency=64,
-        )
-    )
+    server = http_server(create_app(settings))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on
