@@ -331,7 +331,7 @@ class EmailAdapter(Adapter[EmailConfig]):
         """What a message may cause, and why its /assign was refused (if it was)."""
         sender = self.sender_of(facts)
         if facts.command is None:
-            return Sent(trusted=sender.trusted), None
+            return Sent(trusted=sender.trusted, authenticated=sender.authenticated), None
         target = assign_target(
             facts.command,
             sender,
@@ -340,15 +340,20 @@ class EmailAdapter(Adapter[EmailConfig]):
             mailbox_addresses={self.config.address, self.config.sender},
         )
         if target.person is None:
-            return Sent(trusted=sender.trusted), target.refused
+            return Sent(trusted=sender.trusted, authenticated=sender.authenticated), target.refused
         person = self.directory.people[target.person]
         if not person.handles_for(KIND):
             # The mailbox names owners by address; without one the owner would be read
             # back as an unmapped identity, not as the person.
             reason = f"/assign {facts.command} refused: {target.person} has no email handle in [[people]]"
-            return Sent(trusted=sender.trusted), reason
+            return Sent(trusted=sender.trusted, authenticated=sender.authenticated), reason
         handle = self.handle_of(target.person)
-        return Sent(command=handle, actor=facts.sender, trusted=sender.trusted), None
+        return Sent(
+            command=handle,
+            actor=facts.sender,
+            trusted=sender.trusted,
+            authenticated=sender.authenticated,
+        ), None
 
     # -- reading ------------------------------------------------------------------------
 

@@ -274,6 +274,9 @@ class Sent:
     actor: str | None = None  # who sent that command
     trusted: bool = False  # the sender is an authenticated internal sender: its
     # declarations (MailFacts.declared) count
+    # The From address is the sender's (or authentication is not asked): only then is it
+    # the thread's requester, which routing rules test and replies may go to.
+    authenticated: bool = True
 
 
 def _uid_key(folder: str, uidvalidity: int, uid: int) -> str:
@@ -463,7 +466,7 @@ class MailState:
             thread = Thread(
                 root=root,
                 title=facts.title,
-                requester=facts.sender,
+                requester=facts.sender if sent.authenticated else None,
                 first_at=received,
                 root_seen=facts.message_id == root,
                 updated_at=received,

@@ -423,3 +423,26 @@ def test_a_flood_of_twenty_thousand_mails_makes_syncd_forget_no_thread(world: An
     (sent,) = w.smtp.wait_for(1)
     assert sent.message["In-Reply-To"] == "<b1@customer.org>"
     assert w.rows("SELECT status FROM outbox WHERE field = 'owner'") == [{"status": "done"}]
+
+
+def test_a_forged_from_is_no_requester_for_routing_or_replies(world: Any) -> None:
+    w: World = world(REQUIRE)
+    # Routing rules may test the requester (`requester = "@globex.example"`), and replies may
+    # go to the requester: a From that the MTA did not authenticate must not be either.
+    w.mailbox.deliver(
+        authenticated(
+            compose("Urgent: wire transfer", "CEO <ceo@globex.example>", "w1@evil.example"),
+            f"{MTA}; dkim=fail; spf=fail; dmarc=fail header.from=globex.example",
+        )
+    )
+    w.mailbox.deliver(
+        authenticated(
+            compose("Invoice question", "Ann <ann@globex.example>", "g1@globex.example"),
+            f"{MTA}; dkim=pass header.d=globex.example; dmarc=pass header.from=globex.example",
+        )
+    )
+    w.sync()
+    requesters = {
+        r["ref"]: r["requester"] for r in w.rows("SELECT ref, requester FROM links ORDER BY id")
+    }
+    assert requesters == {"w1@evil.example": None, "g1@globex.example": "ann@globex.example"}
