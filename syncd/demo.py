@@ -699,10 +699,19 @@ def _clean_up(work: Path, keep: bool) -> None:
     for name in ENV.values():
         os.environ.pop(name, None)
     if keep:
-        ledger = shlex.quote(str(work / "ledger.db"))
-        step(f"kept {work}; to explore the ledger the story left, run:")
-        for args in ("ls --all", "show REQ-1", "history", "people", "status"):
-            click.echo(f"  {_program()} --ledger {ledger} {args}")
-        click.echo(f"  less {shlex.quote(str(work / 'syncd.log'))}    # the daemon's log")
+        ledger = "--ledger " + shlex.quote(str(work / "ledger.db"))
+        explore(work, [f"{ledger} {args}" for args in EXPLORE])
     else:
         shutil.rmtree(work, ignore_errors=True)
+
+
+EXPLORE = ("ls --all", "show REQ-1", "history", "people", "status")
+
+
+def explore(work: Path, commands: list[str]) -> None:
+    """The end of a demo run with --keep: where it kept its directory, and the commands
+    (each given after `syncd`) to explore the ledger and the daemon's log it left there."""
+    step(f"kept {work}; to explore the ledger the story left, run:")
+    for args in commands:
+        click.echo(f"  {_program()} {args}")
+    click.echo(f"  less {shlex.quote(str(work / 'syncd.log'))}    # the daemon's log")

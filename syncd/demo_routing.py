@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 import click
 
 from syncd.daemon import Daemon
-from syncd.demo import run_daemon, step, wait_for
+from syncd.demo import explore, run_daemon, step, wait_for
 from syncd.errors import LedgerError
 from syncd.ledger import Ledger
 from syncd.safetext import safe_text
@@ -209,10 +210,23 @@ def _problems(gh: GitHubEmulator, ledger: Path) -> list[str]:
     return found
 
 
+EXPLORE_ROUTING = (
+    "ls --all",
+    "ls --unaccepted",
+    "route --dry-run",
+    "show REQ-2",
+    "history --all",
+    "people --team printers",
+    "status",
+)
+
+
 def _clean_up(work: Path, keep: bool) -> None:
     for name in ENV.values():
         os.environ.pop(name, None)
     if keep:
-        step(f"kept {work}")
+        # Teams, rules and accept_within are in the config: these commands name it.
+        config = "--config " + shlex.quote(str(work / "syncd.toml"))
+        explore(work, [f"{config} {args}" for args in EXPLORE_ROUTING])
     else:
         shutil.rmtree(work, ignore_errors=True)
