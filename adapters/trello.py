@@ -85,6 +85,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import Field, field_validator
 
+from syncd import commands
 from syncd.adapters.base import (
     Adapter,
     MemoryStore,
@@ -249,6 +250,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         self._member_ids: dict[str, str] = {}  # username (lower-case) -> member id
         self._claimed: frozenset[str] = frozenset()  # handles people are configured with
         self._me: str | None = None  # syncd's own member id (GET members/me), read when needed
+        self._board_members: dict[str, frozenset[str]] = {}  # board -> member ids, last read
         # What read_owners last saw of a card (board, member ids): the outbox reads the
         # owners just before writing, so the write need not read them again.
         self._last_read: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -308,7 +310,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                     cards.append(card)
         bad = dict(mark.bad)
         # Comments since the last read only: the first read of a board is history.
-        said = self._activity(actions) if mark.since is not None else {}
+        said = self._activity(board, actions) if mark.since is not None else {}
         page = self._read_cards(
             board, cards, owner_times(actions), bad, refreshed=sweep, changed=frozenset(changed)
         )
@@ -333,10 +335,16 @@ class TrelloAdapter(Adapter[TrelloConfig]):
     def _types(self) -> tuple[str, ...]:
         return (*ACTION_TYPES, COMMENT) if self.config.wants_comments else ACTION_TYPES
 
-    def _activity(self, actions: Sequence[Action]) -> dict[str, tuple[Activity, ...]]:
+    def _activity(self, board: str, actions: Sequence[Action]) -> dict[str, tuple[Activity, ...]]:
         """What people did, by card, oldest first: comments, member changes, list moves and
         archiving (state), other edits; all from the feed already read."""
         said: dict[str, list[Activity]] = {}
+        # A public board may let anyone comment: only the board's members may give commands.
+        # Who is a member is read again (one request) when a comment holds a command, as a
+        # member removed since the last read must not command the board.
+        if any(a.type == COMMENT and commands.parse(a.text) is not None for a in actions):
+            self._refresh_members(board)
+        members = self._board_members.get(board, frozenset())
         for a in sorted(actions, key=lambda a: (a.date, a.id)):
             if a.kind is not None and a.creator is not None:
                 said.setdefault(a.card, []).append(
@@ -346,9 +354,8 @@ class TrelloAdapter(Adapter[TrelloConfig]):
                         kind=a.kind,
                         id=a.id,
                         text=a.text,
-                        # Only board members comment on a board's cards; commands still
-                        # come only from people mapped in the config.
-                        trusted=a.kind == "comment",
+                        # Commands still come only from people mapped in the config.
+                        trusted=a.kind == "comment" and a.creator in members,
                         by_syncd=a.by_syncd,
                     )
                 )
@@ -573,6 +580,9 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         for entry in data:
             if isinstance(entry, dict):
                 self._learn_member(entry)
+        self._board_members[board] = frozenset(
+            e["id"] for e in data if isinstance(e, dict) and isinstance(e.get("id"), str)
+        )
 
     def _learn_member(self, entry: dict[str, Any]) -> None:
         member_id, username = entry.get("id"), entry.get("username")

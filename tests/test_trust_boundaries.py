@@ -240,3 +240,19 @@ def test_a_handoff_comment_names_the_item_by_its_own_title(
     (note,) = world.comments()["github"]
     assert "fraud" not in note
     assert "[OPS-1] Printer offline" in note
+
+
+def test_a_mapped_person_off_the_board_gives_no_command_in_trello(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world(**ALL_COMMANDS)
+    # Bob is a person of the config, but no longer on this board (a public board may let
+    # anyone comment): on this board he is an outsider.
+    board = world.trello.card(world.card)["idBoard"]
+    world.trello.remove_board_member(board, "bobstone")
+    world.trello.comment(world.card, "/assign me", by="bobstone")
+    world.sync(3)
+    assert world.owner() == "alice"
+    assert world.trello.members_of(world.card) == ["alicemoreau"]
+    (reason,) = refusals(world)
+    assert "not a member" in reason
