@@ -445,6 +445,9 @@ def assign_view(before: str | None, after: Mapping[str, Any], actor: str) -> str
             plan = "nothing to write: already shows this owner"
         elif wb["value"] is None:
             plan = "remove the owner"
+        elif link["owner_handles"] and link["kind"] == "email" and ":" not in wb["value"]:
+            # A mailbox names a person by id in its owner keyword (owner-bob), not by address.
+            plan = f"tag the thread with {wb['value']}'s owner keyword"
         elif link["owner_handles"]:
             plan = f"set owner to {', '.join(link['owner_handles'])}"
         else:
