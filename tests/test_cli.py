@@ -1031,3 +1031,25 @@ def test_status_on_a_narrow_terminal_cuts_the_table_and_wraps_the_error(story: S
     more = itertools.takewhile(lambda line: line.startswith("  "), out[at + 1 :])
     wrapped = " ".join(" ".join([out[at], *more]).split())
     assert " ".join(error.split()) in wrapped, out
+
+
+def test_assign_plans_a_mailbox_write_as_the_owner_keyword_it_sets(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    bob = Person(id="bob", handles={"email": "bob@example.com"})
+    with Ledger(path) as ledger:
+        ledger.sync_people([bob])
+        obs = Observation(
+            source="support",
+            ref="thread-1@example.com",
+            url="mid:thread-1@example.com",
+            title="Invoice wrong",
+            state="open",
+            owners=(),
+            updated_at=now_utc(),
+            keys=("email:thread-1@example.com",),
+        )
+        ledger.apply_page("support", "email", Page([obs]), Directory.build([bob]))
+    result = syncd("--ledger", path, "assign", "REQ-1", "bob")
+    assert result.returncode == 0, result.stderr
+    plan = next(line for line in result.stdout.splitlines() if "support (email)" in line)
+    assert plan.endswith("tag the thread with bob's owner keyword"), plan

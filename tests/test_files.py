@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from syncd.config import Person
 from syncd.daemonstate import write_state
 from syncd.http import TraceWriter
 from syncd.ledger import Ledger, now_utc
@@ -156,25 +155,3 @@ def test_commands_that_need_a_ledger_never_create_one(tmp_path: Path, command: l
     assert result.returncode == 1
     assert f"syncd: error: no ledger at {missing}" in result.stderr
     assert list(tmp_path.iterdir()) == []
-
-
-def test_assign_plans_a_mailbox_write_as_the_owner_keyword_it_sets(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.db"
-    bob = Person(id="bob", handles={"email": "bob@example.com"})
-    with Ledger(path) as ledger:
-        ledger.sync_people([bob])
-        obs = Observation(
-            source="support",
-            ref="thread-1@example.com",
-            url="mid:thread-1@example.com",
-            title="Invoice wrong",
-            state="open",
-            owners=(),
-            updated_at=now_utc(),
-            keys=("email:thread-1@example.com",),
-        )
-        ledger.apply_page("support", "email", Page([obs]), Directory.build([bob]))
-    result = syncd("--ledger", str(path), "assign", "REQ-1", "bob")
-    assert result.returncode == 0, result.stderr
-    plan = next(line for line in result.stdout.splitlines() if "support (email)" in line)
-    assert plan.endswith("tag the thread with bob's owner keyword"), plan
