@@ -15,8 +15,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from syncd.acceptance import Accepted, OwnerChange, Pending, Touch
+from syncd.clock import iso, parse_iso
 from syncd.models import Observation
 from syncd.people import Directory
+from syncd.request_keys import parse_request_key
 from syncd.routing import Absence, Assignment, Candidate, Owned
 
 if TYPE_CHECKING:
@@ -25,20 +27,8 @@ if TYPE_CHECKING:
 OPEN = ("open", "in_progress", "blocked")
 
 
-def _iso(dt: datetime | None) -> str | None:
-    from syncd.ledger import iso  # late: the ledger imports this module
-
-    return iso(dt)
-
-
-def _time(text: str | None) -> datetime | None:
-    from syncd.ledger import parse_iso
-
-    return parse_iso(text)
-
-
 def _must(text: str | None) -> datetime:
-    t = _time(text)
+    t = parse_iso(text)
     assert t is not None
     return t
 
@@ -75,7 +65,7 @@ def record_item_facts(
             "INSERT INTO touches (request_id, person, at, kind, source) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (request_id, person) DO UPDATE SET at = excluded.at, "
             "kind = excluded.kind, source = excluded.source WHERE excluded.at > touches.at",
-            (request_id, person, _iso(at), what, obs.source),
+            (request_id, person, iso(at), what, obs.source),
         )
 
 
@@ -110,8 +100,8 @@ def _event(
         "to_value, note, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             request_id,
-            _iso(now),
-            _iso(source_at),
+            iso(now),
+            iso(source_at),
             kind,
             "owner" if kind == "owner_changed" else None,
             source,
@@ -131,9 +121,9 @@ def set_absence(ledger: Ledger, a: Absence, actor: str, now: datetime) -> None:
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (person) DO UPDATE SET "
             "since = excluded.since, until = excluded.until, delegate = excluded.delegate, "
             "move_open = excluded.move_open, note = excluded.note, actor = excluded.actor",
-            (a.person, _iso(a.since), _iso(a.until), a.delegate, int(a.move_open), a.note, actor),
+            (a.person, iso(a.since), iso(a.until), a.delegate, int(a.move_open), a.note, actor),
         )
-        detail = f"until {_iso(a.until)}"
+        detail = f"until {iso(a.until)}"
         if a.delegate:
             detail += f", delegate {a.delegate}" + (" (open requests too)" if a.move_open else "")
         _event(c, None, "away", now, source="operator", actor=actor, to_value=a.person,
@@ -153,7 +143,7 @@ def expire_absences(c: sqlite3.Connection, now: datetime) -> list[str]:
     ended = [
         r[0]
         for r in c.execute(
-            "SELECT person FROM absences WHERE until <= ? ORDER BY person", (_iso(now),)
+            "SELECT person FROM absences WHERE until <= ? ORDER BY person", (iso(now),)
         )
     ]
     for person in ended:
@@ -232,7 +222,7 @@ def owned_by(c: sqlite3.Connection, people: Iterable[str]) -> list[Owned]:
     owner change to them (not requests.owner_at, which a tool confirming the same owner
     also moves)."""
     return [
-        Owned(r[0], r[1], r[2], _time(r[3]))
+        Owned(r[0], r[1], r[2], parse_iso(r[3]))
         for r in c.execute(
             "SELECT r.id, r.key, r.owner, (SELECT max(coalesce(e.source_at, e.at)) FROM events e "
             " WHERE e.request_id = r.id AND e.kind = 'owner_changed' AND e.to_value = r.owner) "
@@ -265,7 +255,7 @@ def save_rotation(c: sqlite3.Connection, turns: dict[str, str], now: datetime) -
         c.execute(
             "INSERT INTO routing_state (key, value, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            (f"rotation:{team}", person, _iso(now)),
+            (f"rotation:{team}", person, iso(now)),
         )
 
 
@@ -314,7 +304,7 @@ def save_event_cursor(c: sqlite3.Connection, last: int, now: datetime) -> None:
     c.execute(
         "INSERT INTO routing_state (key, value, updated_at) VALUES ('events', ?, ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        (str(last), _iso(now)),
+        (str(last), iso(now)),
     )
 
 
@@ -329,8 +319,8 @@ def _pending(row: tuple[object, ...]) -> Pending:
         str(owner),
         str(prev) if prev is not None else None,
         _must(str(at)),
-        _time(str(overdue)) if overdue else None,
-        _time(str(escalated)) if escalated else None,
+        parse_iso(str(overdue)) if overdue else None,
+        parse_iso(str(escalated)) if escalated else None,
     )
 
 
@@ -368,7 +358,7 @@ def set_pending(c: sqlite3.Connection, request_id: int, p: Pending | None, event
         "event_id = excluded.event_id, owner = excluded.owner, "
         "previous_owner = excluded.previous_owner, at = excluded.at, accepted_at = NULL, "
         "accepted_by = NULL, accepted_how = NULL, overdue_at = NULL, escalated_at = NULL",
-        (request_id, event_id, p.owner, p.previous_owner, _iso(p.at)),
+        (request_id, event_id, p.owner, p.previous_owner, iso(p.at)),
     )
 
 
@@ -389,7 +379,7 @@ def record_accepted(
     c.execute(
         "UPDATE handoffs SET accepted_at = ?, accepted_by = ?, accepted_how = ? "
         "WHERE request_id = ? AND accepted_at IS NULL",
-        (_iso(a.at), a.by, a.how, a.request_id),
+        (iso(a.at), a.by, a.how, a.request_id),
     )
     _event(c, a.request_id, "accepted", now, source=a.source, actor=actor or a.by,
            to_value=a.by, detail=a.how, source_at=a.at)  # fmt: skip
@@ -398,7 +388,7 @@ def record_accepted(
 def mark_overdue(c: sqlite3.Connection, request_id: int, now: datetime) -> None:
     c.execute(
         "UPDATE handoffs SET overdue_at = ? WHERE request_id = ? AND overdue_at IS NULL",
-        (_iso(now), request_id),
+        (iso(now), request_id),
     )
 
 
@@ -410,7 +400,7 @@ def mark_escalated(
     done = c.execute(
         "UPDATE handoffs SET escalated_at = ? WHERE request_id = ? AND escalated_at IS NULL "
         "AND accepted_at IS NULL",
-        (_iso(now), p.request_id),
+        (iso(now), p.request_id),
     ).rowcount
     if not done:
         return None
@@ -469,8 +459,6 @@ def follow_through_counts(c: sqlite3.Connection) -> dict[str, int]:
 def accept(ledger: Ledger, key: str, actor: str, note: str | None, now: datetime) -> Pending | None:
     """An operator accepts the handoff awaiting on a request, for its new owner. None when
     nothing awaits (never handed over, or already accepted)."""
-    from syncd.ledger import parse_request_key
-
     rid = parse_request_key(key)
     with ledger.transaction() as c:
         p = pending_for(c, rid)
