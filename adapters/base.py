@@ -229,7 +229,14 @@ class Adapter(ABC, Generic[C]):
     def write_owner(
         self, ref: str, add: str | None, remove: tuple[str, ...], handoff: Handoff
     ) -> tuple[str, ...]:
-        """Add one owner handle and remove others; return the owners the tool now reports."""
+        """Add one owner handle and remove others; return the owners the tool now reports.
+        Sets `gone_at_write` to the handles of `remove` found already off the item."""
+
+    # The owners the last write_owner meant to remove but found already gone when it got
+    # there: a person's concurrent change that the owners reported after the write cannot
+    # show, since removing what is gone looks the same as removing it. Jira (one assignee,
+    # checked through its changelog) and mail leave it empty.
+    gone_at_write: tuple[str, ...] = ()
 
     # Whether the tool takes comments (handoff notes) from syncd.
     comments: ClassVar[bool] = False

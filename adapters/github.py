@@ -681,6 +681,18 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         number = self._number(ref)
         path = f"repos/{self.repo}/issues/{number}/assignees"
         owners: tuple[str, ...] | None = None
+        self.gone_at_write = ()
+        if remove:
+            # Removing an assignee who is gone answers just like removing one who is there,
+            # and the wait between writes widens the window since the outbox read the
+            # issue: read it again right before writing. An owner syncd meant to remove
+            # whom someone took off meanwhile is a person's change: write nothing over it.
+            self._space_writes()
+            owners = self.read_owners(ref)
+            there = {o.lower() for o in owners}
+            self.gone_at_write = tuple(h for h in remove if h.lower() not in there)
+            if self.gone_at_write:
+                return owners
         # Add before removing: if GitHub refuses the new owner, the issue keeps the old one
         # instead of being left with nobody.
         if add is not None:
@@ -704,14 +716,21 @@ class GitHubAdapter(Adapter[GitHubConfig]):
     def _write_json(
         self, method: str, path: str, body: dict[str, Any], *, once: bool = False
     ) -> httpx.Response:
-        if self._last_write is not None:
-            wait = self.config.write_spacing - (time.monotonic() - self._last_write)
-            if wait > 0:
-                self.http.sleep(wait)
+        self._space_writes()
         try:
             return self._request(method, path, json_body=body, once=once)
         finally:
             self._last_write = time.monotonic()
+
+    def _space_writes(self) -> None:
+        """Wait until `write_spacing` has passed since the last write, as GitHub asks.
+        The wait is then paid: the write right after the re-read before it does not wait
+        again."""
+        if self._last_write is not None:
+            wait = self.config.write_spacing - (time.monotonic() - self._last_write)
+            if wait > 0:
+                self.http.sleep(wait)
+            self._last_write = None
 
     def _number(self, ref: str) -> int:
         repo, sep, number = ref.rpartition("#")

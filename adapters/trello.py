@@ -623,6 +623,7 @@ class TrelloAdapter(Adapter[TrelloConfig]):
         if card_id not in self._last_read:
             self.read_owners(ref)
         board, members = self._last_read.pop(card_id)
+        gone: list[str] = []
         # Add before removing: if Trello refuses the new owner, the card keeps the old one
         # instead of being left with nobody.
         if add is not None:
@@ -633,19 +634,23 @@ class TrelloAdapter(Adapter[TrelloConfig]):
             if add is not None and handle.lower() == add.lower():
                 continue
             member = self._member_id(handle, board)
-            if member in members:
-                self._remove_member(card_id, member)
+            if member in members and not self._remove_member(card_id, member):
+                gone.append(handle)
+        self.gone_at_write = tuple(gone)
         return self.read_owners(ref)
 
-    def _remove_member(self, card_id: str, member: str) -> None:
+    def _remove_member(self, card_id: str, member: str) -> bool:
+        """Take a member off the card; False when they were not on it any more."""
         try:
             self.client.request("DELETE", f"cards/{card_id}/idMembers/{member}")
         except FatalError:
             last = self.client.last_response
             if last is None or last.status_code != 400 or "not on the card" not in last.text:
                 raise
-            # A person took them off since syncd read the card: what syncd wanted, and the
-            # owners read back next tell the outbox that someone else was at work here.
+            # A person took them off since syncd read the card: the owners read back may
+            # be just what syncd's change explains, so this is what tells the outbox.
+            return False
+        return True
 
     def _member_id(self, handle: str, board: str) -> str:
         if ID.match(handle.lower()):

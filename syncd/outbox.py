@@ -93,11 +93,18 @@ def ours_beside_others(
 
 
 def race_text(
-    ref: str, current: tuple[str, ...], after: tuple[str, ...], expected: set[str]
+    ref: str,
+    current: tuple[str, ...],
+    after: tuple[str, ...],
+    expected: set[str],
+    gone: tuple[str, ...] = (),
 ) -> str:
+    seen = f"the tool shows {list(after)}"
+    if gone:
+        seen += f" and {list(gone)} were already off it when syncd came to remove them"
     return (
         f"a person changed the owners of {ref} while syncd wrote: it read {list(current)}, "
-        f"its change explains {sorted(expected)}, the tool shows {list(after)}; "
+        f"its change explains {sorted(expected)}, {seen}; "
         "the next poll takes the person's change"
     )
 
@@ -172,13 +179,16 @@ def drain(
                 ledger.mark_attempt(row["id"])
                 after = adapter.write_owner(row["ref"], action.add, action.remove, handoff)
                 expected = explained(current, action)
-                if {h.casefold() for h in after} != expected:
-                    # Someone else changed the item between the read and the answer. The
-                    # snapshot keeps what syncd last saw, so the next poll reads the tool as
-                    # changed and reconciles it (an owner change at the source, with the
-                    # tool's time, or a conflict decided by time): nothing a person did is
-                    # taken for syncd's own write.
-                    detail = race_text(row["ref"], current, after, expected)
+                gone = adapter.gone_at_write
+                if {h.casefold() for h in after} != expected or gone:
+                    # Someone else changed the item between the read and the answer. An
+                    # owner to remove found already gone counts too: the answer alone
+                    # cannot show it (GitHub then writes nothing at all). The snapshot
+                    # keeps what syncd last saw, so the next poll reads the tool as changed
+                    # and reconciles it (an owner change at the source, with the tool's
+                    # time, or a conflict decided by time): nothing a person did is taken
+                    # for syncd's own write.
+                    detail = race_text(row["ref"], current, after, expected, gone)
                     withdraw = ours_beside_others(current, after, action)
                     if withdraw is not None:
                         # syncd's add now sits beside the person's newer choice, and the

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from syncd.http import TraceWriter
 from syncd.sandbox.github import GitHubEmulator
@@ -13,6 +15,15 @@ from syncd.sandbox.jira import JiraEmulator
 from syncd.sandbox.trello import TrelloEmulator
 
 CONTRACT_TEST_FILE = "test_contract.py"
+
+# Property tests: in CI the same examples every run (a failure there is the code's, not the
+# draw's, and reproduces), locally fresh ones; HYPOTHESIS_PROFILE=thorough searches longer.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("thorough", max_examples=1000)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "default")
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -178,6 +178,11 @@ class MemAdapter(Adapter[MemConfig]):
         self.tool.writes += 1
         self.counts["POST 201"] += 1
         item = self.tool.items[ref]
+        # Like the GitHub adapter's read right before writing: an owner to remove whom
+        # someone took off meanwhile is their change, and nothing is written over it.
+        self.gone_at_write = tuple(h for h in remove if h not in item.owners)
+        if self.gone_at_write:
+            return tuple(item.owners)
         owners = [o for o in item.owners if o not in remove]
         if add is not None and add not in owners:
             owners.insert(0, add)

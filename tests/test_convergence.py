@@ -306,7 +306,8 @@ class ConvergenceCheck(Convergence):
 
 
 ConvergenceCheck.TestCase.settings = settings(
-    max_examples=150,
+    # At least 150; a profile asking for more (HYPOTHESIS_PROFILE=thorough) gets more.
+    max_examples=max(150, settings.default.max_examples),
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -338,3 +339,23 @@ def test_a_write_sent_before_a_crash_does_not_undo_a_later_change_elsewhere() ->
     machine.drain(source="jr")
     assert "jr" in machine.crashed  # the write landed and the process died
     machine.teardown()  # converges on bob, nothing owed
+
+
+def test_a_person_unassigning_while_syncd_removes_the_same_owner_is_kept() -> None:
+    """syncd read [alice] on acme/api#1 and writes bob; meanwhile a person unassigns alice.
+    The tool then shows [bob], exactly what syncd's own change explains, so only the
+    removal that found alice already gone tells of the person. Their unassignment must
+    be the latest change, not lost under syncd's write."""
+    machine = ConvergenceCheck()
+    machine.setup()
+    machine.operator_assigns("bob")
+    machine.person_edits_during_next_write("gh1", None)
+    machine.drain("gh1")
+    assert machine.latest is None  # the edit landed
+    assert machine.ledger is not None
+    races = machine.ledger.rows("SELECT detail FROM events WHERE kind = 'race'")
+    assert len(races) == 1, races
+    assert "alice-gh" in races[0]["detail"]
+    # The tool shows the person's choice: syncd wrote nothing over it.
+    assert machine.tools["gh1"].items["acme/api#1"].owners == []
+    machine.teardown()  # converges on nobody, nothing owed

@@ -987,21 +987,48 @@ def test_write_adds_then_removes_and_returns_final_owners(make: Any, router: res
     post = router.post(path).mock(
         return_value=httpx.Response(201, json=issue(12, assignees=("alice", "carol", "bob")))
     )
+    router.get(f"{ISSUES}/12").mock(
+        return_value=httpx.Response(200, json=issue(12, assignees=("alice", "carol", "bob")))
+    )
     delete = router.delete(path).mock(
         return_value=httpx.Response(200, json=issue(12, assignees=("carol", "bob")))
     )
-    owners = make().write_owner("acme/api#12", "bob", ("alice",), HANDOFF)
+    adapter = make()
+    owners = adapter.write_owner("acme/api#12", "bob", ("alice",), HANDOFF)
     assert owners == ("carol", "bob")
     assert json.loads(post.calls.last.request.content) == {"assignees": ["bob"]}
     assert json.loads(delete.calls.last.request.content) == {"assignees": ["alice"]}
     assert post.calls.last.request.headers["content-type"] == "application/json"
+    # The owners are read again right before writing: alice was still there.
     order = [call.request.method for call in router.calls]
-    assert order == ["POST", "DELETE"]
+    assert order == ["GET", "POST", "DELETE"]
+    assert adapter.gone_at_write == ()
+
+
+def test_a_removal_already_made_by_someone_else_is_reported_and_nothing_written(
+    make: Any, router: respx.Router
+) -> None:
+    """A DELETE of an assignee who is gone answers like any other: only the read right
+    before writing shows that a person took alice off, and then nothing is written."""
+    path = f"{ISSUES}/12/assignees"
+    post = router.post(path).mock(
+        return_value=httpx.Response(201, json=issue(12, assignees=("bob",)))
+    )
+    router.get(f"{ISSUES}/12").mock(return_value=httpx.Response(200, json=issue(12)))
+    delete = router.delete(path).mock(return_value=httpx.Response(200, json=issue(12)))
+    adapter = make()
+    assert adapter.write_owner("acme/api#12", "bob", ("alice",), HANDOFF) == ()
+    assert adapter.gone_at_write == ("alice",)
+    assert post.call_count == 0
+    assert delete.call_count == 0
 
 
 def test_write_only_removes_when_nobody_is_added(make: Any, router: respx.Router) -> None:
     path = f"{ISSUES}/12/assignees"
     post = router.post(path).mock(return_value=httpx.Response(201, json=issue(12)))
+    router.get(f"{ISSUES}/12").mock(
+        return_value=httpx.Response(200, json=issue(12, assignees=("alice",)))
+    )
     delete = router.delete(path).mock(return_value=httpx.Response(200, json=issue(12)))
     assert make().write_owner("acme/api#12", None, ("alice",), HANDOFF) == ()
     assert post.call_count == 0
@@ -1019,6 +1046,9 @@ def test_write_only_adds_when_nobody_is_removed(make: Any, router: respx.Router)
 
 def test_silently_ignored_assignee_is_a_fatal_error(make: Any, router: respx.Router) -> None:
     path = f"{ISSUES}/12/assignees"
+    router.get(f"{ISSUES}/12").mock(
+        return_value=httpx.Response(200, json=issue(12, assignees=("alice",)))
+    )
     router.post(path).mock(return_value=httpx.Response(201, json=issue(12, assignees=("alice",))))
     delete = router.delete(path).mock(return_value=httpx.Response(200, json=issue(12)))
     with pytest.raises(FatalError) as info:
@@ -1033,6 +1063,9 @@ def test_silently_ignored_assignee_is_a_fatal_error(make: Any, router: respx.Rou
 def test_writes_are_spaced(make: Any, router: respx.Router, sleeps: list[float]) -> None:
     path = f"{ISSUES}/12/assignees"
     router.post(path).mock(return_value=httpx.Response(201, json=issue(12, assignees=("bob",))))
+    router.get(f"{ISSUES}/12").mock(
+        return_value=httpx.Response(200, json=issue(12, assignees=("alice", "bob")))
+    )
     router.delete(path).mock(return_value=httpx.Response(200, json=issue(12, assignees=("bob",))))
     adapter = make(write_spacing=1.0)
     adapter.write_owner("acme/api#12", "bob", ("alice",), HANDOFF)
@@ -1092,7 +1125,9 @@ def test_traffic_matches_githubs_description(
         return_value=listing(issue(1, assignees=("alice",)), link=next_link(page2))
     )
     router.get(page2).mock(return_value=listing(issue(2, T1, state="closed")))
-    router.get(f"{ISSUES}/2").mock(return_value=httpx.Response(200, json=issue(2, T1)))
+    router.get(f"{ISSUES}/2").mock(
+        return_value=httpx.Response(200, json=issue(2, T1, assignees=("a",)))
+    )
     path = f"{ISSUES}/2/assignees"
     router.post(path).mock(return_value=httpx.Response(201, json=issue(2, assignees=("a", "b"))))
     router.delete(path).mock(return_value=httpx.Response(200, json=issue(2, assignees=("b",))))
@@ -1115,7 +1150,8 @@ def test_traffic_matches_githubs_description(
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 conforming, 0 not conforming" in result.stdout
+    # the write: a read right before it, the add, the removal
+    assert "7 conforming, 0 not conforming" in result.stdout
 
 
 def test_an_owner_change_takes_its_time_and_actor_from_the_issue_events(

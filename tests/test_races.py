@@ -170,3 +170,69 @@ def test_a_restart_between_add_and_remove_sends_only_the_removal(
     assert emulator.count("DELETE") == 1
     assert world.owners(source, 1) == ["dave"]
     assert world.ledger.rows("SELECT * FROM events WHERE kind = 'race'") == []
+
+
+def before_syncd_writes(world: ToolWorld, source: str, action: Callable[[], None]) -> None:
+    """Land `action` in the window just before syncd's write: on GitHub just before the
+    adapter reads the issue again (after the outbox's read, across the wait between
+    writes); in Jira just before its PUT."""
+    if source == "jira":
+        hook(world, "jira", *WRITE["jira"], action)
+        return
+    hook(
+        world,
+        source,
+        "GET",
+        r"/issues/1$",
+        lambda: hook(world, source, "GET", r"/issues/1$", action),
+    )
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_person_unassigning_the_old_owner_before_the_write_is_kept(
+    tool_world: ToolWorld,  # noqa: F811
+    source: str,
+) -> None:
+    """The person takes carol off while syncd writes dave. Writing dave and removing carol
+    would leave exactly what syncd's own change explains: only carol found already gone
+    (GitHub: the read right before writing, which then writes nothing; Jira: the changelog,
+    and the person's choice is put back) tells of the person."""
+    world = tool_world
+    key = carols_item_handed_to_dave(world, source)
+    before_syncd_writes(world, source, lambda: world.set_owner(source, 1, []))
+    assert world.engine is not None
+    stats = world.engine.drain(source)
+    assert stats.raced == 1
+    assert world.owners(source, 1) == []  # what the person left
+    races = world.ledger.rows("SELECT detail FROM events WHERE kind = 'race'")
+    assert len(races) == 1, races
+    assert snapshot(world, source) != "dave"
+    world.sync(source)
+    assert world.request_owner(source, 1) is None
+    last = world.ledger.rows(
+        "SELECT kind, to_value, source FROM events e JOIN requests r ON r.id = e.request_id "
+        "WHERE r.key = ? AND e.kind IN ('owner_changed', 'conflict') ORDER BY e.id DESC LIMIT 1",
+        (key,),
+    )
+    assert last[0]["to_value"] is None
+    assert last[0]["source"] == source
+    world.sync()
+    assert world.ledger.rows("SELECT * FROM outbox WHERE status = 'pending'") == []
+    assert world.owners(source, 1) == []
+
+
+def test_trello_tells_of_an_owner_already_taken_off_when_syncd_removes_them(
+    tool_world: ToolWorld,  # noqa: F811
+) -> None:
+    """Trello: the person takes carol off just as syncd adds dave. Its removal then answers
+    "not on the card": the race is recorded, not taken for syncd's own write. syncd's dave
+    stays (it cannot tell whether the person saw it), so this is visible, not undone."""
+    world = tool_world
+    carols_item_handed_to_dave(world, "trello")
+    hook(world, "trello", *WRITE["trello"], lambda: world.set_owner("trello", 1, []))
+    assert world.engine is not None
+    assert world.engine.drain("trello").raced == 1
+    races = world.ledger.rows("SELECT detail FROM events WHERE kind = 'race'")
+    assert len(races) == 1, races
+    assert "were already off it" in races[0]["detail"]
+    assert snapshot(world, "trello") == "carol"  # the next poll reads the change as the tool's
