@@ -1214,7 +1214,7 @@ class Ledger(IdentityOps):
         audience (a public repository, say) must not read."""
         rows = self.rows(
             "SELECT o.id, o.attempts, o.attempted_at, o.origin, l.ref, r.key, "
-            "coalesce(nullif(l.snap_title, ''), r.title) AS title, "
+            "coalesce(nullif(l.snap_title, ''), r.title) AS title, l.trusted, e.kind AS event_kind, "
             "e.id AS event_id, e.source AS event_source, e.actor, e.from_value, e.to_value, "
             "e.note, coalesce(e.source_at, e.at) AS event_at, o.request_id "
             "FROM outbox o JOIN links l ON l.id = o.link_id JOIN requests r ON r.id = o.request_id "

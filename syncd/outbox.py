@@ -286,8 +286,11 @@ def _person_name(actor: str | None, d: Directory) -> str | None:
 def handoff_comment(row: dict[str, Any], settings: CommentSettings, d: Directory) -> Comment:
     """The comment telling one item's people of a handoff (a due_comments row). Pure.
     Items of other sources are named and linked only when `comment_links` lets this
-    source's audience see them."""
-    shown = set(settings.comment_links)
+    source's audience see them. An item an outsider opened (on GitHub, an author who is no
+    owner, member or collaborator) hears who owns the request now, never a person's note
+    (syncd's own escalation reminder is no one's note, and is posted)."""
+    insider = bool(row.get("trusted", 1)) or row.get("event_kind") == "escalated"
+    shown = set(settings.comment_links) if insider else set()
     origin = next((lk for lk in row["links"] if lk["source"] == row["event_source"]), None)
     links = tuple(
         (f"{TOOL_NAMES.get(lk['kind'], lk['kind'])} {lk['ref']}", lk["url"])
@@ -307,7 +310,7 @@ def handoff_comment(row: dict[str, Any], settings: CommentSettings, d: Directory
             row["event_source"] in shown,
         ),
         at=parse_iso(row["event_at"]),
-        note=row["note"],
+        note=row["note"] if insider else None,
         links=links,
     )
     return compose(facts, marker_for(row["key"], row["event_id"]))

@@ -256,3 +256,23 @@ def test_a_mapped_person_off_the_board_gives_no_command_in_trello(
     assert world.trello.members_of(world.card) == ["alicemoreau"]
     (reason,) = refusals(world)
     assert "not a member" in reason
+
+
+def test_an_outsiders_issue_hears_who_owns_it_but_no_internal_note(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    world.github.add_user("mallory")
+    number = world.github.create_issue(REPO, "Printer still offline?", user="mallory")
+    world.sync()
+    linked = CliRunner().invoke(
+        cli, ["--ledger", str(world.path), "link", world.request(), f"{REPO}#{number}"]
+    )
+    assert linked.exit_code == 0, linked.output
+    world.ledger.assign(world.request(), "bob", actor="morgan", note=NOTE)
+    world.sync()
+    (to_outsider,) = world.github.comments(REPO, number)
+    assert "now owned by Bob Stone" in to_outsider["body"]
+    assert NOTE not in to_outsider["body"]
+    (to_member,) = world.github.comments(REPO, world.issue)
+    assert NOTE in to_member["body"]
