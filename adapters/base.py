@@ -237,6 +237,9 @@ class Adapter(ABC, Generic[C]):
     # show, since removing what is gone looks the same as removing it. Jira (one assignee,
     # checked through its changelog) and mail leave it empty.
     gone_at_write: tuple[str, ...] = ()
+    # Whether the last write_owner, finding an owner gone before its first write, wrote
+    # nothing at all (then no `writeback` event may say it did).
+    wrote_nothing: bool = False
 
     # Whether the tool takes comments (handoff notes) from syncd.
     comments: ClassVar[bool] = False

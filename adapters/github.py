@@ -681,7 +681,7 @@ class GitHubAdapter(Adapter[GitHubConfig]):
         number = self._number(ref)
         path = f"repos/{self.repo}/issues/{number}/assignees"
         owners: tuple[str, ...] | None = None
-        self.gone_at_write = ()
+        self.gone_at_write, self.wrote_nothing = (), False
         if remove:
             # Removing an assignee who is gone answers just like removing one who is there,
             # and the wait between writes widens the window since the outbox read the
@@ -691,7 +691,8 @@ class GitHubAdapter(Adapter[GitHubConfig]):
             owners = self.read_owners(ref)
             there = {o.lower() for o in owners}
             self.gone_at_write = tuple(h for h in remove if h.lower() not in there)
-            if self.gone_at_write:
+            self.wrote_nothing = bool(self.gone_at_write)
+            if self.wrote_nothing:
                 return owners
         # Add before removing: if GitHub refuses the new owner, the issue keeps the old one
         # instead of being left with nobody.

@@ -199,7 +199,9 @@ def drain(
                             detail += f"; syncd took its own {withdraw} back off"
                         except SourceError as exc:
                             detail += f"; taking {withdraw} back off failed: {exc}"
-                    ledger.finish_write(row["id"], "done", wrote=True, echo=False)
+                    ledger.finish_write(
+                        row["id"], "done", wrote=not adapter.wrote_nothing, echo=False
+                    )
                     ledger.record_race(row["id"], detail)
                     stats.raced += 1
                     log.warning(

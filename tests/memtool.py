@@ -181,7 +181,8 @@ class MemAdapter(Adapter[MemConfig]):
         # Like the GitHub adapter's read right before writing: an owner to remove whom
         # someone took off meanwhile is their change, and nothing is written over it.
         self.gone_at_write = tuple(h for h in remove if h not in item.owners)
-        if self.gone_at_write:
+        self.wrote_nothing = bool(self.gone_at_write)
+        if self.wrote_nothing:
             return tuple(item.owners)
         owners = [o for o in item.owners if o not in remove]
         if add is not None and add not in owners:

@@ -207,6 +207,8 @@ def test_a_person_unassigning_the_old_owner_before_the_write_is_kept(
     races = world.ledger.rows("SELECT detail FROM events WHERE kind = 'race'")
     assert len(races) == 1, races
     assert snapshot(world, source) != "dave"
+    if source == "github":  # it wrote nothing, and the timeline does not say it did
+        assert world.ledger.rows("SELECT * FROM events WHERE kind = 'writeback'") == []
     world.sync(source)
     assert world.request_owner(source, 1) is None
     last = world.ledger.rows(
