@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncd.cli.web import exposure_warning
 from syncd.config import Config, Person, Team
 from syncd.cycle import Engine
 from syncd.ledger import Ledger
@@ -224,3 +225,27 @@ def test_syncd_web_serves_and_stops_quietly_on_ctrl_c(ledger_path: Path) -> None
             assert proc.stderr.read() == "syncd web: stopped\n"
         finally:
             proc.kill()
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("localhost", False),
+        ("0.0.0.0", True),  # noqa: S104  (a value checked, nothing bound)
+        ("::", True),
+        ("192.0.2.10", True),
+    ],
+)
+def test_serving_beyond_loopback_is_warned_about(host: str, warned: bool) -> None:
+    """The board has no login: serving it beyond this machine gets a warning naming the
+    host and the way to share it safely; loopback gets none (the Ctrl-C test above checks
+    that `syncd web` on loopback prints nothing else)."""
+    warning = exposure_warning(host)
+    if warned:
+        assert warning is not None
+        assert host in warning
+        assert "reverse proxy with authentication" in warning
+    else:
+        assert warning is None

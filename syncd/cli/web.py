@@ -13,6 +13,20 @@ from syncd.health import stale_after
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
 
+def exposure_warning(host: str) -> str | None:
+    """What to tell an admin who serves the board beyond this machine: it has no login of
+    its own, so anyone who can reach the port can read every request, owner and note."""
+    from syncd.adapters.base import is_loopback
+
+    if is_loopback(host):
+        return None
+    return (
+        f"syncd web: warning: listening on {host}, beyond this machine, and the board has no "
+        "login of its own; anyone who can reach it reads every request and note. Keep it on "
+        'loopback behind a reverse proxy with authentication (README "The board").'
+    )
+
+
 def _listen_value(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int]:
     try:
         return listen_address(value)
@@ -91,6 +105,9 @@ def web_command(
     sock = bind(host, port)  # a port in use fails here: "syncd: error: cannot listen on ..."
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"syncd web: serving {path} at http://{shown}:{sock.getsockname()[1]}/", err=True)
+    warning = exposure_warning(host)
+    if warning is not None:
+        click.echo(warning, err=True)
     server = http_server(create_app(settings))
     try:
         server.run(sockets=[sock])
