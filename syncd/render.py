@@ -487,6 +487,12 @@ def quarantine_view(rows: list[dict[str, Any]], now: datetime) -> str:
     )
 
 
+def _key_text(key: str) -> str:
+    """A matching key as operators write it: the ledger's own "req:42" is REQ-42."""
+    number = key.removeprefix("req:")
+    return f"REQ-{number}" if number != key and number.isdigit() else key
+
+
 def identity_view(o: Mapping[str, Any], actor: str) -> str:
     """What `syncd link`, `unlink` or `split` did (or, with --dry-run, would do)."""
     would = o["dry_run"]
@@ -500,7 +506,7 @@ def identity_view(o: Mapping[str, Any], actor: str) -> str:
             f"{o['item']} {'would leave' if would else 'left'} {o['from']} and "
             f"{'would become' if would else 'is now'} {o['request']}, {owned} (by {actor})",
             "Nothing is written to any tool. Declarations of "
-            + ", ".join(o["set_apart"])
+            + ", ".join(_key_text(k) for k in o["set_apart"])
             + " no longer link it.",
         ]
     elif o["action"] == "split":

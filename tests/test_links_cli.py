@@ -204,6 +204,8 @@ def test_unlink_makes_its_own_request_and_sticks_across_polls(runner, world) -> 
     )
     assert "api:acme/api#12 left REQ-1 and is now REQ-3, unowned (by opsuser)" in text
     assert "Nothing is written to any tool." in text
+    # the request it left is named as operators write it, never as the ledger's "req:1"
+    assert "Declarations of jira:OPS-7, REQ-1 no longer link it." in text
     assert world.request_of("acme/api#12") == "REQ-3"
     assert pending(world) == []  # the owed write is off: nothing is written to anyone
     events = world.rows("SELECT request_id, kind, actor, note FROM events WHERE kind = 'unlinked'")
